@@ -1,0 +1,77 @@
+"""Shared fixtures: compose the real config with tiny overrides, run the CLI, query MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("MLFLOW_RUN_ID", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+ATTNLAB = str(Path(sys.executable).parent / "attnlab")
+
+# Small, fast settings used across tests (the real config composed with these overrides).
+TINY = [
+    "model.max_len=24",
+    "model.max_tokens=600",
+    "model.embedding_dim=16",
+    "model.encoder.units=8",
+    "model.attention.units=16",
+    "model.head.dropout=0.0",
+    "model.embedding_dropout=0.0",
+    "data.n_train=400",
+    "data.n_val=100",
+    "data.n_test=100",
+    "data.vocab_size=100",
+    "data.min_len=5",
+    "data.max_len=20",
+    "train.batch_size=32",
+    "train.learning_rate=0.01",
+    "tracking.n_attention_examples=2",
+]
+
+
+def compose(overrides: list[str] | None = None):
+    """The real conf/ composed with overrides, as `attnlab train` would see it."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from attnlab.config import config_dir, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hcompose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in an empty directory: the default MLflow store and mlruns/ land there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None) if "MLFLOW_TRACKING_URI" not in (env or {}) else None
+    return subprocess.run([ATTNLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def mlflow_client(directory: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{directory / 'mlflow.db'}")
+
+
+def runs(directory: Path, experiment: str = "attnlab"):
+    client = mlflow_client(directory)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], max_results=1000)

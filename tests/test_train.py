@@ -1,0 +1,96 @@
+"""One fully tracked run, end to end: CLI -> Hydra -> train(cfg) -> MLflow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY, compose, run_cli, runs
+
+
+def test_cli_train_synthetic_end_to_end(tmp_path):
+    """The issue's command: exit 0, one FINISHED run with every metric, maps, a loadable model."""
+    import mlflow
+
+    proc = run_cli(["train", "data=synthetic", "train.epochs=3"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rs = runs(tmp_path)
+    assert len(rs) == 1
+    run = rs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id in proc.stdout and "mlflow ui --backend-store-uri" in proc.stdout
+    m = run.data.metrics
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "test_accuracy", "test_macro_f1",
+                "attention_entropy", "attention_pad_mass", "attention_rationale_mass"):
+        assert key in m, key
+    assert m["val_accuracy"] >= 0.9
+    assert m["attention_pad_mass"] == 0.0  # default mask=keys
+    assert 0.0 < m["attention_entropy"] <= 1.0
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    hist = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert sorted(h.step for h in hist) == [0, 1, 2, 3]  # one per epoch, then the final value
+    # params: the flattened resolved config; the composed YAML as an artifact
+    assert run.data.params["model.attention.scale"] == "sqrt_dk"
+    assert run.data.params["data.name"] == "synthetic"
+    assert run.data.tags["attnlab.variant"] == "data=synthetic,epochs=3,scale=sqrt_dk,pool=mean"
+    assert run.info.run_name == "data=synthetic,epochs=3,scale=sqrt_dk,pool=mean,seed=0"
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "config_composed.yaml", "attention"} <= names
+    att = [a.path for a in client.list_artifacts(run.info.run_id, "attention")]
+    assert sum(p.endswith(".png") for p in att) >= 1 and "attention/maps.npz" in att
+    local = client.download_artifacts(run.info.run_id, "attention/maps.npz", str(tmp_path / "dl"))
+    maps = np.load(local, allow_pickle=False)
+    w, ids = maps["weights"], maps["ids"]
+    assert w.ndim == 4 and w.shape[0] == 8 and ids.shape == (8, w.shape[-1])
+    np.testing.assert_allclose(w.sum(-1)[:, 0][ids != 0], 1.0, atol=1e-5)  # real rows are distributions
+    # the model answers raw strings
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    out = model.predict(pd.DataFrame({"text": ["w1 w2 w3", "another short text here", ""]}))
+    assert list(out.columns) == ["label", "probabilities", "tokens", "attention"]
+    assert len(out) == 3 and set(out["label"]) <= {"class_0", "class_1"}
+    np.testing.assert_allclose([sum(p) for p in out["probabilities"]], 1.0, atol=1e-5)
+    assert len(out["attention"][1]) == 4 == len(out["tokens"][1])
+
+
+def test_mask_none_puts_attention_on_padding(in_tmp):
+    from attnlab.train import last_run, train
+
+    train(compose([*TINY, "train.epochs=1", "model.attention.mask=none", "tracking.log_model=false"]))
+    assert last_run()["metrics"]["attention_pad_mass"] > 0.01
+    train(compose([*TINY, "train.epochs=1", "model.attention.mask=keys", "tracking.log_model=false"]))
+    assert last_run()["metrics"]["attention_pad_mass"] == 0.0
+
+
+def test_seed_model_runs_and_is_faithful(in_tmp):
+    from attnlab.train import last_run, train
+
+    cfg = compose(["model=seed", *TINY, "train.epochs=1", "tracking.log_model=false"])
+    assert cfg.model.attention.type.value == "seed" and cfg.model.pooling.type.value == "flatten"
+    train(cfg)
+    info = last_run()
+    assert info["metrics"]["attention_pad_mass"] > 0.0  # the seed layer attends to padding
+    (run,) = [r for r in runs(in_tmp) if r.info.run_id == info["id"]]
+    assert run.data.params["model.attention.type"] == "seed" and run.data.tags["attnlab.model"] == "seed"
+
+
+def test_bad_value_one_line_error_and_no_run(tmp_path):
+    proc = run_cli(["train", "model.attention.scale=foo"], cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "model.attention.scale" in lines[0] and "sqrt_dk, constant, none, learned" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["model=seed"], ["data=mr"], ["data=trec"], ["model.pooling.type=flatten"], ["model.attention.scale=learned"]],
+)
+def test_presets_compose(overrides):
+    from attnlab.config import to_plain
+
+    plain = to_plain(compose(overrides))
+    assert plain["paths"]["root"] and plain["model"]["attention"]["units"] > 0
