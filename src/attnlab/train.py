@@ -98,13 +98,20 @@ def variant_items(cfg: Mapping[str, Any], overrides: list[str]) -> list[tuple[st
     items: dict[str, str] = {}
     ablation = cfg.get("ablation") or {}
     keys = list(ablation.get("variant_keys") or [])
+    extra: list[str] = []
     for ov in overrides:
         key = ov.split("=", 1)[0].lstrip("+~")
-        if key == "seed" or key.startswith(_NOT_VARIANT_PREFIXES) or key in keys:
+        if key == "seed" or key.startswith(_NOT_VARIANT_PREFIXES) or key in keys or key in extra:
             continue
         if key.startswith("data.") and key not in ("data.fold",):
             continue
-        keys.append(key)
+        if ablation and key in ("data", "data.fold"):
+            # An ablation's runs are grouped by variant across seeds and folds (`attnlab report`):
+            # dataset and fold are their own tags, never part of the variant.
+            continue
+        extra.append(key)
+    # Ablation runs: extra overrides sorted, so separate launches give the same variant string.
+    keys += sorted(extra) if ablation else extra
     plain = flatten(cfg)
     for key in keys:
         if key in plain:
@@ -113,7 +120,12 @@ def variant_items(cfg: Mapping[str, Any], overrides: list[str]) -> list[tuple[st
             value = cfg[key].get("name", "?") if isinstance(cfg[key], dict) else cfg[key]
         else:
             continue
-        items[_SHORT.get(key, key.split(".")[-1])] = str(value)
+        short = _SHORT.get(key, key.split(".")[-1])
+        # Two keys with one short name (model.attention.units, model.encoder.units): the
+        # later keeps its full key, so neither value is lost from the variant.
+        items[key if short in items else short] = str(value)
+    if ablation.get("variant_keys"):
+        return list(items.items())  # exactly the keys the ablation varies (plus extra overrides)
     att = cfg["model"]["attention"]
     items.setdefault("scale", str(att["scale"] if att["type"] == "self" else "seed"))
     items.setdefault("pool", str(cfg["model"]["pooling"]["type"]))
@@ -183,11 +195,9 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> float:
     Returns:
         The best validation value of ``train.early_stopping.monitor`` (what sweeps optimise).
     """
-    import keras
-
+    # TensorFlow/Keras (seconds to import) come after the config and data checks, so a
+    # bad value or file fails in about a second with one line and nothing on disk.
     from attnlab import data as data_mod
-    from attnlab.callbacks import MLflowMetrics, OptunaPruning
-    from attnlab.models import build_model, explain_model
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -198,13 +208,18 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> float:
     tcfg, mcfg, trk = plain["train"], plain["model"], plain["tracking"]
     overrides = hydra_overrides()
 
-    configure_runtime(tcfg, seed)
-    exp_id = tracking.setup(trk)
-    timings["time_setup"] = time.perf_counter() - t0
-
     t = time.perf_counter()
-    dataset = data_mod.load(plain["data"], seed)
+    dataset = data_mod.load(plain["data"], seed)  # seeded explicitly: independent of the runtime seed
     timings["time_data"] = time.perf_counter() - t
+
+    exp_id = tracking.setup(trk)
+    configure_runtime(tcfg, seed)
+    import keras
+
+    from attnlab.callbacks import MLflowMetrics, OptunaPruning
+    from attnlab.models import build_model, explain_model
+
+    timings["time_setup"] = time.perf_counter() - t0 - timings["time_data"]
 
     ctx = sweep_context.current()
     variant = variant_items(plain, overrides)
