@@ -249,8 +249,10 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> float:
         if ctx is not None:
             ctx.trial.set_user_attr("mlflow_run_id", run.info.run_id)
         tracking.log_params_flat(flatten({k: v for k, v in plain.items() if k != "paths"}))
-        mlflow.log_params({"data.n_train": len(dataset.train.texts), "data.n_val": len(dataset.val.texts),
-                           "data.n_test": len(dataset.test.texts), "data.n_classes": len(dataset.classes)})
+        # Sizes as loaded, under their own prefix: `data.n_train` etc. are config keys (null for
+        # MR/TREC, or differing under max_train_samples) and MLflow refuses to change a param.
+        mlflow.log_params({"dataset.n_train": len(dataset.train.texts), "dataset.n_val": len(dataset.val.texts),
+                           "dataset.n_test": len(dataset.test.texts), "dataset.n_classes": len(dataset.classes)})
         mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(plain)), "config.yaml")
         if composed_yaml is not None:
             # Unresolved: `attnlab reproduce` re-resolves paths on the machine it runs on.
