@@ -197,7 +197,10 @@ def log_model(model: Any, classes: list[str], meta: Mapping[str, Any] | None = N
     from mlflow.types.schema import Array, ColSpec, Schema
 
     signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "text")]),
+        # No input schema: MLflow's enforcement of a named "text" column refuses a plain list
+        # of strings, and an unnamed one silently takes a DataFrame's *first* column (e.g.
+        # "label"); AttnlabPyfunc picks the texts itself (column "text", else the only one).
+        inputs=None,
         outputs=Schema(
             [
                 ColSpec("string", "label"),
@@ -218,4 +221,6 @@ def log_model(model: Any, classes: list[str], meta: Mapping[str, Any] | None = N
             artifacts={"keras_model": str(keras_path), "meta": str(meta_path)},
             pip_requirements=pip_requirements(),
             signature=signature,
+            # The order of `probabilities`, readable without loading the model (MLmodel file).
+            metadata={"classes": [str(c) for c in classes]},
         )

@@ -1,0 +1,322 @@
+"""``attnlab register``: register the best finished run's model and point an alias at it.
+
+Selection is on a *validation* metric of FINISHED runs that logged a model (runs with
+``tracking.log_model=false``, sweep parents and report runs have none and are skipped);
+a ``test_*`` metric is refused, since choosing a model on test data leaks the test set
+into the result it is judged by. The registered version is tagged with the run's variant and
+its metrics (validation and test, for display). MLflow 3 aliases, not stages.
+
+Idempotent: when the alias already points at the chosen run, or at a run at least as good
+by the metric, nothing changes; a run already registered is reused, not registered twice.
+
+Defaults live in ``conf/registry/default.yaml`` (null keys follow ``conf/tracking`` and
+``conf/train``). Imports neither Keras nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnlab.errors import AttnlabError, ConfigError
+
+# Run tags copied onto the registered version (besides the metrics).
+_COPIED_TAGS = ("attnlab.variant", "attnlab.data", "attnlab.model", "attnlab.seed", "attnlab.fold",
+                "attnlab.ablation", "optuna.study", "optuna.trial")
+# Metrics copied onto the version as tags: what a person compares in the registry UI.
+_METRIC_PREFIXES = ("val_", "test_", "best_val_")
+
+
+def defaults() -> dict[str, Any]:
+    """``conf/registry/default.yaml`` with its null keys filled from the training config."""
+    from omegaconf import OmegaConf
+
+    from attnlab.config import config_dir
+
+    conf = config_dir()
+    out = dict(OmegaConf.to_container(OmegaConf.load(conf / "registry" / "default.yaml")))
+    if out.get("experiment") is None:
+        out["experiment"] = str(OmegaConf.load(conf / "tracking" / "default.yaml")["experiment"])
+    train = OmegaConf.load(conf / "train" / "default.yaml")["early_stopping"]
+    if out.get("metric") is None:
+        out["metric"] = str(train["monitor"])
+    if out.get("mode") is None:
+        out["mode"] = str(train["mode"])
+    return out
+
+
+def tracking_uri(uri: str | None) -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``:
+    what ``attnlab train`` launched from this directory writes to."""
+    from attnlab.tracking import resolve_uri
+
+    return resolve_uri({"uri": uri, "artifact_dir": str(Path.cwd() / "mlruns")})
+
+
+def client_for(uri: str):
+    import os
+
+    # An unreachable tracking server should fail in seconds, not after minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def short(exc: BaseException) -> str:
+    """The first line of an MLflow error message, for a one-line user error."""
+    text = getattr(exc, "message", None) or str(exc)
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), type(exc).__name__)
+    return line[:300]
+
+
+def check_selection(metric: str, mode: str) -> None:
+    """Refuse test metrics and unknown modes (raises ConfigError)."""
+    if not metric:
+        raise ConfigError("--metric is empty; give a validation metric such as val_accuracy")
+    if metric.startswith("test_") or metric.startswith("best_test_"):
+        raise ConfigError(
+            f"--metric {metric}: refusing to select a model on a test metric (choosing on test data "
+            f"leaks it into the score you report); use a validation metric such as val_accuracy"
+        )
+    if mode not in ("max", "min"):
+        raise ConfigError(f"--mode {mode!r}: must be max or min")
+
+
+@dataclass
+class Selection:
+    """The chosen run and its model, plus what was looked at (for messages)."""
+
+    run: Any  # mlflow.entities.Run
+    model: Any  # mlflow.entities.LoggedModel
+    value: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _logged_models(client, experiment_id: str) -> dict[str, Any]:
+    """run id -> its READY logged model named ``model`` (the newest if several)."""
+    from mlflow.entities import LoggedModelStatus
+
+    from attnlab.tracking import MODEL_NAME
+
+    by_run: dict[str, Any] = {}
+    token = None
+    while True:
+        page = client.search_logged_models([experiment_id], max_results=1000, page_token=token)
+        for lm in page:
+            if lm.name != MODEL_NAME or lm.status != LoggedModelStatus.READY or not lm.source_run_id:
+                continue
+            old = by_run.get(lm.source_run_id)
+            if old is None or (lm.creation_timestamp or 0) > (old.creation_timestamp or 0):
+                by_run[lm.source_run_id] = lm
+        token = page.token
+        if not token:
+            return by_run
+
+
+def select_best(client, experiment_id: str, metric: str, mode: str, filter_string: str = "") -> Selection:
+    """The best FINISHED run with a logged model by ``metric`` (ties: the earliest run).
+
+    Raises:
+        AttnlabError: the filter is invalid, or no run qualifies (the message says why).
+    """
+    check_selection(metric, mode)
+    models = _logged_models(client, experiment_id)
+    counts = {"runs": 0, "finished": 0, "with_model": 0, "with_metric": 0}
+    best = None
+    token = None
+    while True:
+        try:
+            page = client.search_runs([experiment_id], filter_string=filter_string or "",
+                                      max_results=1000, page_token=token)
+        except Exception as e:  # noqa: BLE001 - MLflow's filter parser raises several types
+            raise AttnlabError(f"--filter {filter_string!r}: {short(e)}") from e
+        for run in page:
+            counts["runs"] += 1
+            if run.info.status != "FINISHED":
+                continue
+            counts["finished"] += 1
+            if run.info.run_id not in models:
+                continue
+            counts["with_model"] += 1
+            value = run.data.metrics.get(metric)
+            if value is None or not math.isfinite(value):
+                continue
+            counts["with_metric"] += 1
+            key = (value if mode == "max" else -value, -(run.info.start_time or 0))
+            if best is None or key > best[0]:
+                best = (key, run, value)
+        token = page.token
+        if not token:
+            break
+    if best is None:
+        where = f" matching --filter {filter_string!r}" if filter_string else ""
+        raise AttnlabError(
+            f"no run qualifies: {counts['runs']} run(s){where}, {counts['finished']} FINISHED, "
+            f"{counts['with_model']} of those with a logged model, {counts['with_metric']} with metric "
+            f"{metric!r}; register needs a FINISHED run that logged a model (tracking.log_model=true) "
+            f"and the metric"
+        )
+    _, run, value = best
+    return Selection(run=run, model=models[run.info.run_id], value=float(value), counts=counts)
+
+
+@dataclass
+class Outcome:
+    """What ``register`` did: ``changed`` False means the alias already held a run as good."""
+
+    name: str
+    alias: str
+    version: str
+    run_id: str
+    metric: str
+    value: float
+    changed: bool
+    created: bool  # a new version was created (False: an existing version of the run was reused)
+    message: str
+
+
+def _version_tags(run, metric: str, mode: str, experiment: str) -> dict[str, str]:
+    tags = {k: str(run.data.tags[k]) for k in _COPIED_TAGS if k in run.data.tags}
+    tags.update({k: f"{v:.6g}" for k, v in sorted(run.data.metrics.items()) if k.startswith(_METRIC_PREFIXES)})
+    tags.update({"attnlab.selected_by": f"{metric} ({mode})", "attnlab.experiment": experiment,
+                 "attnlab.run_name": run.info.run_name or ""})
+    return tags
+
+
+def _current(client, name: str, alias: str):
+    """The version the alias points at, or None (no such model or alias)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def register(
+    experiment: str,
+    metric: str,
+    mode: str,
+    filter_string: str = "",
+    name: str = "attnlab",
+    alias: str = "champion",
+    uri: str | None = None,
+    force: bool = False,
+) -> Outcome:
+    """Register the best run's model under ``name`` and point ``alias`` at it.
+
+    Args:
+        force: move the alias even when it holds a run that is as good or better
+            (e.g. after narrowing ``filter_string`` to another data set).
+
+    Raises:
+        AttnlabError: bad arguments, an unknown experiment, or no qualifying run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    check_selection(metric, mode)
+    for flag, value in (("--name", name), ("--alias", alias)):
+        if not value or "'" in value or "/" in value or "@" in value:
+            raise ConfigError(f"{flag} {value!r}: must be non-empty, without quotes, '/' or '@'")
+    if alias.lower() == "latest" or (alias[:1] in "vV" and alias[1:].isdigit()):
+        raise ConfigError(f"--alias {alias!r} is reserved by MLflow ('latest', 'v<number>'); pick another")
+    uri = tracking_uri(uri)
+    client = client_for(uri)
+    try:
+        exp = client.get_experiment_by_name(experiment)
+    except MlflowException as e:
+        raise AttnlabError(f"tracking uri {uri}: {short(e)}") from e
+    if exp is None or exp.lifecycle_stage == "deleted":
+        names = sorted(e.name for e in client.search_experiments())
+        raise AttnlabError(f"no experiment named {experiment!r} in {uri} (experiments: {', '.join(names) or 'none'})")
+
+    sel = select_best(client, exp.experiment_id, metric, mode, filter_string)
+    run_id = sel.run.info.run_id
+    variant = sel.run.data.tags.get("attnlab.variant", "")
+    current = _current(client, name, alias)
+    if current is not None and not force:
+        held = None
+        if current.run_id == run_id:
+            held = sel.value
+        else:
+            try:
+                held = client.get_run(current.run_id).data.metrics.get(metric) if current.run_id else None
+            except MlflowException:
+                held = None  # the run behind the alias is gone: replace it
+        if held is not None and math.isfinite(held) and (held >= sel.value if mode == "max" else held <= sel.value):
+            same = current.run_id == run_id
+            why = ("it already points at the best run" if same else
+                   f"it holds run {current.run_id} with {metric}={held:.4f}, as good as the best candidate "
+                   f"{run_id} ({metric}={sel.value:.4f}); --force moves it anyway")
+            return Outcome(name, alias, str(current.version), current.run_id, metric, float(held), False, False,
+                           f"unchanged: {name}@{alias} is version {current.version}; {why}")
+
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    created = False
+    if existing:
+        mv = max(existing, key=lambda v: int(v.version))
+    else:
+        try:
+            client.create_registered_model(
+                name, description="attnlab text classifiers: raw strings -> label, probabilities, attention")
+        except MlflowException as e:
+            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise AttnlabError(f"cannot create registered model {name!r} in {uri}: {short(e)}") from e
+        where = f", filter {filter_string!r}" if filter_string else ""
+        mv = client.create_model_version(
+            name,
+            source=sel.model.model_uri,
+            run_id=run_id,
+            model_id=sel.model.model_id,
+            tags=_version_tags(sel.run, metric, mode, experiment),
+            description=(f"best of {sel.counts['with_metric']} finished run(s) in experiment {experiment!r} by "
+                         f"{metric} ({mode}{where}): {variant}"),
+        )
+        created = True
+    client.set_registered_model_alias(name, alias, str(mv.version))
+    verb = "registered" if created else "reused"
+    return Outcome(name, alias, str(mv.version), run_id, metric, sel.value, True, created,
+                   f"{verb} {name} version {mv.version} (run {run_id}, {metric}={sel.value:.4f}, {variant}); "
+                   f"alias {alias} -> version {mv.version}")
+
+
+def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="attnlab register",
+        description="Register the model of the best FINISHED run (by a validation metric) and point an alias at it. "
+                    "Running it again with nothing better changes nothing.",
+        epilog="example: attnlab register --experiment attnlab --metric val_accuracy --mode max "
+               "--filter \"tags.`attnlab.data` = 'mr'\" --name attnlab-mr --alias champion",
+    )
+    p.add_argument("--experiment", default=d["experiment"], help="MLflow experiment name (default: %(default)s)")
+    p.add_argument("--metric", default=d["metric"],
+                   help="validation metric to select by; test_* is refused (default: %(default)s)")
+    p.add_argument("--mode", default=d["mode"], choices=("max", "min"), help="default: %(default)s")
+    p.add_argument("--filter", default="", dest="filter_string",
+                   help="MLflow search filter on runs, e.g. \"params.`model.attention.scale` = 'sqrt_dk'\"")
+    p.add_argument("--name", default=d["name"], help="registered model name (default: %(default)s)")
+    p.add_argument("--alias", default=d["alias"], help="alias to point at the best version (default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="move the alias even if it holds a run that is as good by the metric")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``attnlab register``; prints what it did (or why nothing changed) and returns 0."""
+    args = build_parser(defaults()).parse_args(argv)
+    out = register(args.experiment, args.metric, args.mode, args.filter_string, args.name, args.alias,
+                   args.tracking_uri, args.force)
+    print(out.message)
+    print(f"use it: attnlab predict --model models:/{out.name}@{out.alias} \"some text\"")
+    sys.stdout.flush()
+    return 0
