@@ -1,0 +1,205 @@
+"""What every benchmark shares: its config, interleaved timing, ratios, and the record.
+
+A figure is always a ratio of two things measured in the same process, interleaved
+(A, B, A, B, ... with the order rotated each repeat so neither always runs first), after
+warm-up; it is the median over repeats of the per-repeat ratio, so slow drifts of a shared
+machine hit both sides of each ratio alike. Absolute times are recorded for context only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.config import config_dir, flatten, project_root
+from attnlab.errors import ConfigError
+
+BENCH_CONFIG = "bench/default.yaml"
+
+
+def load_config(quick: bool = False, sets: Sequence[str] = ()) -> DictConfig:
+    """``conf/bench/default.yaml``, with its ``quick:`` block merged in quick mode, then ``sets``."""
+    path = config_dir() / BENCH_CONFIG
+    base = OmegaConf.load(path)
+    quick_block = base.pop("quick", None)
+    if quick and quick_block is not None:
+        base = OmegaConf.merge(base, quick_block)
+    try:
+        base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(sets)))
+    except Exception as e:  # noqa: BLE001 - a malformed --set is a user error
+        raise ConfigError(f"--set {' '.join(sets)}: {str(e).splitlines()[0]}") from e
+    if int(base.repeats) < 1:
+        raise ConfigError(f"repeats={base.repeats}: must be >= 1")
+    if int(base.warmup) < 0:
+        raise ConfigError(f"warmup={base.warmup}: must be >= 0")
+    return base
+
+
+def out_dir(cfg: DictConfig) -> Path:
+    p = Path(str(cfg.out_dir))
+    return p if p.is_absolute() else project_root() / p
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from (logged as params and printed in every table)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "machine.node": platform.node(),
+        "machine.platform": platform.platform(),
+        "machine.cpu": cpu,
+        "machine.cpu_count": os.cpu_count(),
+        "machine.python": platform.python_version(),
+        "machine.loadavg_1m_at_start": round(load, 2),
+    }
+
+
+def interleaved(
+    contenders: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Wall seconds of each contender, ``repeats`` times, interleaved with a rotating order.
+
+    Args:
+        contenders: name -> a call to time (its return value is ignored).
+        repeats: timed calls per contender.
+        warmup: untimed calls per contender first (tracing, caches, lazy imports).
+
+    Returns:
+        name -> list of ``repeats`` wall times in seconds, in repeat order.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
+    names = list(contenders)
+    for _ in range(warmup):
+        for n in names:
+            contenders[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            t = time.perf_counter()
+            contenders[n]()
+            times[n].append(time.perf_counter() - t)
+    return times
+
+
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """Median over repeats of num[i] / den[i] (both measured in the same repeat)."""
+    if len(num) != len(den) or not num:
+        raise ValueError(f"paired_ratio needs equally many values, got {len(num)} and {len(den)}")
+    return float(statistics.median(a / b for a, b in zip(num, den)))
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def spread(num: Sequence[float], den: Sequence[float]) -> tuple[float, float]:
+    """(min, max) of the per-repeat ratios: how much the machine's noise moved them."""
+    rs = [a / b for a, b in zip(num, den)]
+    return float(min(rs)), float(max(rs))
+
+
+@dataclass
+class Result:
+    """One benchmark's outcome: the headline figures and everything to rebuild its table.
+
+    ``figures`` rows are ``(label, value, target, met)``: ``target`` is text such as
+    ``">= 1.0x"`` or ``""`` where the issue sets none; ``met`` is None when there is no target.
+    """
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    figures: list[tuple[str, str, str, bool | None]]
+    markdown: str
+    artifacts: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt_x(v: float, digits: int = 2) -> str:
+    return "n/a" if not math.isfinite(v) else f"{v:.{digits}f}x"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def header_lines(title: str, cfg: DictConfig, mach: Mapping[str, Any], quick: bool) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    mode = "QUICK mode (tiny sizes: checks the benchmark runs; its numbers mean nothing)" if quick else "full mode"
+    return (
+        f"# {title}\n\n"
+        f"{when} · {mach['machine.cpu']} · {mach['machine.cpu_count']} CPUs · load (1 min) at start "
+        f"{mach['machine.loadavg_1m_at_start']} · {mode} · repeats={cfg.repeats}, warm-up={cfg.warmup}\n"
+    )
+
+
+def write_and_log(result: Result, cfg: DictConfig, tracking_uri: str | None, mach: Mapping[str, Any],
+                  quick: bool) -> str:
+    """Write ``<out>/<name>.md`` and ``.json``, and log one MLflow run in ``cfg.experiment``.
+
+    Returns:
+        the MLflow run id.
+    """
+    import mlflow
+
+    from attnlab import tracking
+
+    out = out_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    md_path = out / f"{result.name}.md"
+    md_path.write_text(result.markdown.rstrip() + "\n")
+    js_path = out / f"{result.name}.json"
+    js_path.write_text(json.dumps({
+        "name": result.name, "quick": quick, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": dict(mach), "params": result.params, "metrics": result.metrics,
+        "figures": [list(f) for f in result.figures], "notes": result.notes,
+    }, indent=2, default=str) + "\n")
+    exp_id = tracking.setup({"uri": tracking_uri, "artifact_dir": str(Path.cwd() / "mlruns")},
+                            experiment=str(cfg.experiment))
+    with tracking.run_lifecycle(exp_id, f"bench-{result.name}{'-quick' if quick else ''}",
+                                {"attnlab.bench": result.name, "attnlab.bench.quick": str(quick).lower()}) as run:
+        tracking.log_params_flat({**mach, **flatten(result.params), "quick": quick})
+        finite = {k: float(v) for k, v in result.metrics.items() if v is not None and math.isfinite(float(v))}
+        mlflow.log_metrics(finite)
+        for p in [md_path, js_path, *result.artifacts]:
+            mlflow.log_artifact(str(p))
+        run_id = run.info.run_id
+    return run_id
+
+
+def compose_train(overrides: Sequence[str]):
+    """The real ``conf/`` composed with overrides, as ``attnlab train`` would see it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from attnlab.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))

@@ -1,0 +1,129 @@
+"""Harness overhead: ``train(cfg)`` with full tracking vs plain Keras on the same model and data.
+
+The plain side is what a researcher writes without attnlab: load the same data, build the
+same compiled model (same vocabulary, optimizer, TF runtime settings), ``model.fit`` with
+validation data for the same epochs, ``model.evaluate`` on test. The harness side is
+``attnlab.train.train(cfg)``: the same plus the MLflow run (params, config, per-epoch
+metrics), early stopping, validation/test predictions with sklearn metrics, attention
+metrics and heatmaps, and the logged pyfunc model. The per-phase timings that ``train``
+logs (``time_*`` metrics) show where the difference goes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from attnlab.bench.common import Result, compose_train, fmt_x, interleaved, median, paired_ratio, spread, table
+
+PHASES = ("time_setup", "time_data", "time_build", "time_fit", "time_eval", "time_attention", "time_log_model")
+
+
+def plain_keras(cfg) -> dict[str, float]:
+    """Plain-Keras equivalent of ``train(cfg)``: data, model, fit, evaluate; phase times."""
+    from attnlab import data as data_mod
+    from attnlab.config import to_plain
+    from attnlab.models import build_model
+    from attnlab.train import _dataset_tf, configure_runtime
+
+    plain = to_plain(cfg)
+    tcfg, seed = plain["train"], int(plain["seed"])
+    t0 = time.perf_counter()
+    configure_runtime(tcfg, seed)
+    t = time.perf_counter()
+    ds = data_mod.load(plain["data"], seed)
+    out = {"time_setup": t - t0, "time_data": time.perf_counter() - t}
+    t = time.perf_counter()
+    model = build_model(plain["model"], len(ds.classes), ds.train.texts, tcfg)
+    out["time_build"] = time.perf_counter() - t
+    bs = int(tcfg["batch_size"])
+    t = time.perf_counter()
+    model.fit(_dataset_tf(ds.train.texts, ds.train.labels, bs, seed),
+              validation_data=_dataset_tf(ds.val.texts, ds.val.labels, bs, None),
+              epochs=int(tcfg["epochs"]), verbose=0, shuffle=False)
+    out["time_fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model.evaluate(_dataset_tf(ds.test.texts, ds.test.labels, bs, None), verbose=0)
+    out["time_eval"] = time.perf_counter() - t
+    out["time_total"] = time.perf_counter() - t0
+    return out
+
+
+def run(cfg, quick: bool, tracking_uri: str | None) -> Result:
+    import mlflow
+
+    from attnlab.train import last_run, train
+
+    hc = cfg.harness
+    # The harness's own runs go to a side experiment of the same store, so `benchmarks` holds
+    # only one run per benchmark.
+    track = [f"tracking.experiment={cfg.experiment}_harness_runs"]
+    if tracking_uri:
+        track.append(f"tracking.uri={tracking_uri}")
+    cfg_h = compose_train([*hc.overrides, *track])
+    cfg_w = compose_train([*hc.warmup_overrides, *track])
+    run_ids: list[str] = []
+    plain_phases: list[dict[str, float]] = []
+
+    def harness():
+        train(cfg_h)
+        run_ids.append(last_run()["id"])
+
+    def plain():
+        plain_phases.append(plain_keras(cfg_h))
+
+    # Warm-up on a small config: imports, the MLflow store and TF's first-use costs; the
+    # timed runs each build and trace their own model, as every real run does.
+    for _ in range(int(cfg.warmup)):
+        train(cfg_w)
+        plain_keras(cfg_w)
+    times = interleaved({"harness": harness, "plain": plain}, int(cfg.repeats), 0)
+    ratio = paired_ratio(times["harness"], times["plain"])
+    lo, hi = spread(times["harness"], times["plain"])
+
+    client = mlflow.MlflowClient(mlflow.get_tracking_uri())
+    h_phases = [client.get_run(r).data.metrics for r in run_ids]
+    med_h = {p: median([m.get(p, 0.0) for m in h_phases]) for p in (*PHASES, "time_total")}
+    med_p = {p: median([m.get(p, 0.0) for m in plain_phases]) for p in (*PHASES, "time_total")}
+    wall_h, wall_p = median(times["harness"]), median(times["plain"])
+    # What train's own timers do not cover: params/config/tag logging inside the run, and
+    # closing the run (time outside time_total).
+    logging_h = med_h["time_total"] - sum(med_h[p] for p in PHASES)
+    rows = []
+    labels = {
+        "time_setup": "set-up (runtime, MLflow store/experiment)", "time_data": "data loading",
+        "time_build": "vectorizer adapt + build + compile", "time_fit": "fit (harness: + MLflow per-epoch, early stopping)",
+        "time_eval": "evaluation (harness: val+test predict + sklearn; plain: evaluate test)",
+        "time_attention": "attention metrics over val + heatmaps + maps.npz",
+        "time_log_model": "log pyfunc model (.keras save + MLflow model)",
+    }
+    metrics: dict[str, float] = {"overhead_ratio": ratio, "overhead_ratio_min": lo, "overhead_ratio_max": hi,
+                                 "wall_harness_s": wall_h, "wall_plain_s": wall_p}
+    for p in PHASES:
+        diff = med_h[p] - med_p[p]
+        metrics[f"harness_{p}"] = med_h[p]
+        metrics[f"plain_{p}"] = med_p[p]
+        rows.append([labels[p], f"{med_h[p]:.2f}", f"{med_p[p]:.2f}", f"{diff:+.2f}", f"{100 * diff / wall_p:+.1f}%"])
+    rest = wall_h - med_h["time_total"]
+    rows.append(["params, config, tags logged; run start", f"{logging_h:.2f}", "0.00", f"{logging_h:+.2f}",
+                 f"{100 * logging_h / wall_p:+.1f}%"])
+    rows.append(["outside train's timers (run end)", f"{rest:.2f}", f"{wall_p - med_p['time_total']:.2f}",
+                 f"{rest - (wall_p - med_p['time_total']):+.2f}", ""])
+    rows.append(["**wall time (median)**", f"**{wall_h:.2f}**", f"**{wall_p:.2f}**", f"{wall_h - wall_p:+.2f}",
+                 f"**{100 * (ratio - 1):+.1f}%**"])
+    metrics["harness_logging_s"] = logging_h
+    fit_only = paired_ratio([m.get("time_fit", float("nan")) for m in h_phases], [m["time_fit"] for m in plain_phases])
+    metrics["fit_ratio"] = fit_only
+    overrides = " ".join(hc.overrides)
+    text = "\n\n".join([
+        f"`train(cfg)` with full tracking vs plain Keras `fit` + `evaluate`, same model, data and epochs "
+        f"(overrides: `{overrides}`), interleaved, {cfg.repeats} pairs. "
+        f"**Harness / plain wall time: {fmt_x(ratio, 3)}** (min–max over pairs {lo:.3f}–{hi:.3f}); "
+        f"fit alone (callbacks' cost): {fmt_x(fit_only, 3)}.",
+        "Where the time goes (seconds, medians over the repeats; the last column is the share of the plain run's time):",
+        table(["phase", "harness s", "plain s", "difference s", "of plain"], rows),
+    ])
+    figures = [("harness: train(cfg) / plain Keras wall time", fmt_x(ratio, 3), "<= 1.03x", ratio <= 1.03),
+               ("harness: fit with tracking callbacks / plain fit", fmt_x(fit_only, 3), "", None)]
+    params = {"overrides": list(hc.overrides), "repeats": int(cfg.repeats), "warmup": int(cfg.warmup)}
+    print(f"[harness] harness/plain {ratio:.3f}x (fit {fit_only:.3f}x); wall {wall_h:.1f}s vs {wall_p:.1f}s", flush=True)
+    return Result("harness", params, metrics, figures, text)
