@@ -1,0 +1,366 @@
+"""The attnlab Optuna sweeper: discovery, validation, sweep + resume, pruning, PostgreSQL workers, crash.
+
+Trials are tiny (synthetic data, TINY-sized model, 2-3 epochs); sweeps run through the real
+CLI in temporary directories, as a user launches them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ATTNLAB, compose, run_cli
+
+STUDY = "attnlab-synthetic_small"
+# On top of the synthetic_small preset: fewer examples and epochs, no heatmaps.
+FAST = ["data.n_train=200", "data.n_val=100", "data.n_test=50", "train.epochs=2", "tracking.n_attention_examples=0"]
+
+
+def sweep(cwd: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_cli(["train", "-m", "hparams_search=synthetic_small", *FAST, *overrides], cwd=cwd, env=env)
+
+
+def load_study(url: str, name: str = STUDY):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def sweep_runs(uri: str):
+    """(parents, children) of the `attnlab` experiment in an MLflow store."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("attnlab")
+    rs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    parents = [r for r in rs if r.data.tags.get("attnlab.sweep.role") == "parent"]
+    children = [r for r in rs if r.data.tags.get("attnlab.sweep.role") == "child"]
+    return client, parents, children
+
+
+def write_preset(conf_dir: Path, name: str, pruner: str, n_trials: int, extra: str = "") -> None:
+    """A preset in an extra config dir (hydra.searchpath), like a user's own search."""
+    (conf_dir / "hparams_search").mkdir(parents=True, exist_ok=True)
+    (conf_dir / "hparams_search" / f"{name}.yaml").write_text(f"""# @package _global_
+defaults:
+  - override /hydra/sweeper: attnlab_optuna
+model: {{max_len: 24, max_tokens: 600, embedding_dim: 16, embedding_dropout: 0.0,
+        encoder: {{units: 8}}, attention: {{units: 16}}, head: {{dropout: 0.0}}}}
+data: {{n_train: 200, n_val: 100, n_test: 50, vocab_size: 100, min_len: 5, max_len: 20}}
+train: {{epochs: 3, batch_size: 32, early_stopping: {{patience: 10}}}}
+tracking: {{n_attention_examples: 0, log_model: false}}
+hydra:
+  sweeper:
+    n_trials: {n_trials}
+    study_name: {name}
+    sampler: {{type: grid, seed: 0}}
+    pruner: {pruner}
+    params:
+      # 1e-6 cannot learn in 3 epochs; 1e-2 can: the pruner should stop the former.
+      train.learning_rate: {{type: categorical, choices: [0.01, 1.0e-6]}}
+      seed: {{type: categorical, choices: [0, 1]}}
+{extra}""")
+
+
+# ---------------------------------------------------------------- discovery and validation
+
+def test_hydra_discovers_the_sweeper_from_this_environment():
+    """Hydra's plugin scan (namespace package hydra_plugins) finds and instantiates our sweeper."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+    from hydra.utils import instantiate
+    from hydra_plugins.attnlab_optuna_sweeper.sweeper import AttnlabOptunaSweeper
+
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from attnlab.config import config_dir, register_configs
+
+    # Hydra's scan loads plugin modules on its own (outside sys.modules): compare names.
+    found = {f"{c.__module__}.{c.__qualname__}" for c in Plugins.instance().discover(Sweeper)}
+    assert "hydra_plugins.attnlab_optuna_sweeper.sweeper.AttnlabOptunaSweeper" in found
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hcompose(config_name="config", overrides=["hparams_search=synthetic_small"], return_hydra_config=True)
+        plain = hcompose(config_name="config", overrides=["hydra/sweeper=attnlab_optuna"], return_hydra_config=True)
+        basic = hcompose(config_name="config", return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["hydra/sweeper"] == "attnlab_optuna"
+    sweeper = instantiate(cfg.hydra.sweeper)
+    name = f"{AttnlabOptunaSweeper.__module__}.{AttnlabOptunaSweeper.__qualname__}"
+    assert f"{type(sweeper).__module__}.{type(sweeper).__qualname__}" == name
+    assert Path(type(sweeper).__init__.__code__.co_filename).resolve().is_relative_to(Path(__file__).parents[1] / "src")
+    assert sweeper.cfg["n_trials"] == 6 and "train.learning_rate" in sweeper.cfg["params"]
+    assert type(instantiate(plain.hydra.sweeper)).__qualname__ == "AttnlabOptunaSweeper"
+    assert basic.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"x": {"type": "normal", "low": 0, "high": 1}}, "hydra.sweeper.params.x.type='normal': unknown distribution"),
+    ({"x": {"type": "float", "low": 0.1, "high": 0.01}}, "hydra.sweeper.params.x: low=0.1 > high=0.01"),
+    ({"x": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, "log scale needs low > 0"),
+    ({"x": {"type": "int", "low": 1, "high": 8, "step": 0}}, "hydra.sweeper.params.x.step=0: must be > 0"),
+    ({"x": {"type": "int", "low": 1.5, "high": 8}}, "hydra.sweeper.params.x.low=1.5: must be an integer"),
+    ({"x": {"type": "categorical", "choices": []}}, "hydra.sweeper.params.x.choices=[]: must be a non-empty list"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "choices": [1]}}, "unknown field(s) ['choices']"),
+    ({}, "hydra.sweeper.params is empty"),
+])
+def test_bad_search_space_entries_name_the_key(spec, message):
+    from hydra_plugins.attnlab_optuna_sweeper.search_space import parse_params
+
+    from attnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_params(spec)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_samplers_and_pruners_are_built_and_checked():
+    import optuna
+    from hydra_plugins.attnlab_optuna_sweeper.search_space import make_pruner, make_sampler, parse_params
+
+    from attnlab.errors import ConfigError
+
+    d = parse_params({"a": {"type": "int", "low": 1, "high": 3}, "b": {"type": "categorical", "choices": ["x", "y"]}})
+    assert isinstance(make_sampler({"type": "tpe", "seed": 1}, d, 0), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler({"type": "random", "seed": 1}, d, 0), optuna.samplers.RandomSampler)
+    grid = make_sampler({"type": "grid", "seed": 1}, d, 0)
+    assert isinstance(grid, optuna.samplers.GridSampler) and len(grid._all_grids) == 6
+    assert isinstance(make_pruner({"type": "successive_halving", "reduction_factor": 2}),
+                      optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner({"type": "none"}), optuna.pruners.NopPruner)
+    for bad, msg in [(lambda: make_sampler({"type": "cmaes"}, d, 0), "sampler.type='cmaes': unknown sampler"),
+                     (lambda: make_pruner({"type": "hyperband2"}), "pruner.type='hyperband2': unknown pruner"),
+                     (lambda: make_pruner({"type": "median", "patience": 3}), "unknown option(s) ['patience']"),
+                     (lambda: make_sampler({"type": "grid"}, parse_params({"f": {"type": "float", "low": 0, "high": 1}}), 0),
+                      "hydra.sweeper.params.f: sampler grid needs")]:
+        with pytest.raises(ConfigError, match=None) as e:
+            bad()
+        assert msg in str(e.value)
+
+
+def test_cli_bad_search_space_one_line_error_before_any_trial(tmp_path):
+    write_preset(tmp_path / "conf", "bad", "{type: none}", 2, extra="      train.epochs: {type: int, low: 5, high: 2}\n")
+    proc = run_cli(["train", "-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "hparams_search=bad"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "error: hydra.sweeper.params.train.epochs: low=5 > high=2", proc.stderr[-2000:]
+    assert not any(l.startswith(("Traceback", "[")) for l in lines), proc.stderr
+    # A typo in a key, an unknown sampler: same, and nothing was created.
+    proc = run_cli(["train", "-m", "hparams_search=synthetic_small", "hydra.sweeper.sampler.type=bogus"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        "error: hydra.sweeper.sampler.type='bogus': unknown sampler; choose tpe, random, grid"), proc.stderr[-2000:]
+    proc = run_cli(["train", "-m", "hparams_search=synthetic_small",
+                    "+hydra.sweeper.params={model.atention.units: {type: categorical, choices: [8]}}"], cwd=tmp_path)
+    assert proc.returncode == 2 and "hydra.sweeper.params.model.atention.units: no such config key" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").rglob("*.log"))
+
+
+# ---------------------------------------------------------------- a sweep, resumed
+
+def test_sweep_resume_to_six_trials_one_parent(tmp_path):
+    """n_trials=3, then the issue's command with n_trials=6: the same study and parent continue."""
+    from optuna.trial import TrialState
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p1 = sweep(tmp_path, "hydra.sweeper.n_trials=3")
+    assert p1.returncode == 0, p1.stderr[-3000:]
+    first = {t.number: (t.params, t.value, t.state) for t in load_study(url).trials}
+    assert len(first) == 3
+    _, parents, children = sweep_runs(uri)
+    assert len(parents) == 1 and len(children) == 3
+    parent_id = parents[0].info.run_id
+
+    p2 = sweep(tmp_path, "hydra.sweeper.n_trials=6")
+    assert p2.returncode == 0, p2.stderr[-3000:]
+    study = load_study(url)
+    trials = study.trials
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert {t.number: (t.params, t.value, t.state) for t in trials[:3]} == first  # nothing re-run or overwritten
+    assert len({tuple(sorted(t.params.items())) for t in trials}) > 1  # the sampler explores
+
+    client, parents, children = sweep_runs(uri)
+    assert [p.info.run_id for p in parents] == [parent_id]
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and study.user_attrs["mlflow_parent_run_id"] == parent_id
+    assert len(children) == 6
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == list(range(6))
+    assert {c.data.tags["optuna.study"] for c in children} == {STUDY}
+    by_id = {c.info.run_id: c for c in children}
+    for t in trials:  # trial <-> run, and the run's status says what Optuna decided
+        run = by_id[t.user_attrs["mlflow_run_id"]]
+        assert int(run.data.tags["optuna.trial"]) == t.number
+        if t.state == TrialState.COMPLETE:
+            assert run.info.status == "FINISHED" and run.data.metrics["val_accuracy"] == pytest.approx(t.value)
+        else:
+            assert run.info.status == "KILLED" and run.data.tags["attnlab.status"] == "PRUNED"
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.tags["best.train.learning_rate"] == str(study.best_params["train.learning_rate"])
+    plots = {a.path for a in client.list_artifacts(parent_id, "plots")}
+    assert {"plots/optimization_history.html", "plots/optimization_history.png",
+            "plots/parallel_coordinate.html", "plots/parallel_coordinate.png"} <= plots
+    if sum(t.state == TrialState.COMPLETE for t in trials) >= 2:
+        assert "plots/param_importances.png" in plots
+    html = Path(client.download_artifacts(parent_id, "plots/optimization_history.html", str(tmp_path / "dl")))
+    assert "https://cdn.plot.ly" not in html.read_text()[:200000]  # plotly.js embedded: opens offline
+
+
+# ---------------------------------------------------------------- pruning
+
+def _total_epochs(uri: str) -> tuple[int, int]:
+    _, _, children = sweep_runs(uri)
+    return int(sum(c.data.metrics["epochs_completed"] for c in children)), len(children)
+
+
+def test_pruning_stops_hopeless_trials_and_saves_epochs(tmp_path):
+    """lr=1e-6 cannot learn: the median pruner stops it after one epoch; without a pruner it runs all."""
+    from optuna.trial import TrialState
+
+    write_preset(tmp_path / "conf", "prune_median", "{type: median, n_startup_trials: 1, n_warmup_steps: 0}", 4)
+    write_preset(tmp_path / "conf", "prune_none", "{type: none}", 4)
+    totals = {}
+    for name in ("prune_median", "prune_none"):
+        d = tmp_path / name
+        d.mkdir()
+        proc = run_cli(["train", "-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hparams_search={name}"], cwd=d)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        study = load_study(f"sqlite:///{d / 'optuna.db'}", name)
+        states = [t.state for t in study.trials]
+        assert len(states) == 4 and all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+        totals[name] = (_total_epochs(f"sqlite:///{d / 'mlflow.db'}"), states)
+        if name == "prune_median":
+            pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+            assert pruned and all(t.params["train.learning_rate"] == 1e-6 for t in pruned)
+            _, _, children = sweep_runs(f"sqlite:///{d / 'mlflow.db'}")
+            killed = [c for c in children if c.data.tags.get("attnlab.status") == "PRUNED"]
+            assert len(killed) == len(pruned)
+            assert all(c.info.status == "KILLED" and c.data.tags["attnlab.pruned_at_epoch"] == "1" for c in killed)
+        else:
+            assert TrialState.PRUNED not in states
+    (with_pruning, n1), _ = totals["prune_median"]
+    (without, n2), _ = totals["prune_none"]
+    assert n1 == n2 == 4
+    assert without == 12 and with_pruning < without, totals
+
+
+# ---------------------------------------------------------------- PostgreSQL: workers, crash
+
+def _pg():
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="root", dbname="postgres", connect_timeout=3)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {e}")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def pg_databases():
+    """Two fresh databases (Optuna storage, MLflow backend), dropped afterwards whatever happens."""
+    conn = _pg()
+    names = [f"attnlab_test_{kind}_{uuid.uuid4().hex[:10]}" for kind in ("optuna", "mlflow")]
+    with conn.cursor() as cur:
+        for n in names:
+            cur.execute(f'CREATE DATABASE "{n}"')
+    try:
+        yield [f"postgresql://root@127.0.0.1:5432/{n}" for n in names]
+    finally:
+        with conn.cursor() as cur:
+            for n in names:
+                cur.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+        conn.close()
+
+
+def _prepare_mlflow(uri: str, tmp: Path) -> None:
+    """Create the MLflow tables and the experiment once, before workers race to do it."""
+    from attnlab import tracking
+
+    tracking.setup({"uri": uri, "experiment": "attnlab", "artifact_dir": str(tmp / "mlruns")})
+
+
+def _popen(cwd: Path, args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen([ATTNLAB, "train", "-m", "hparams_search=synthetic_small", *FAST, *args], cwd=cwd,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_study(tmp_path, pg_databases):
+    from optuna.trial import TrialState
+
+    optuna_url, mlflow_uri = pg_databases
+    _prepare_mlflow(mlflow_uri, tmp_path)
+    args = ["hydra.sweeper.n_trials=6", f"hydra.sweeper.storage={optuna_url}", f"tracking.uri={mlflow_uri}",
+            "hydra.sweeper.poll_interval=0.5"]
+    procs = [_popen(tmp_path, args, tmp_path / f"worker{i}.log") for i in range(2)]
+    for i, p in enumerate(procs):
+        assert p.wait(timeout=900) == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    assert all("trial " in log and " COMPLETE" in log or " PRUNED" in log for log in logs), "a worker ran no trial"
+    study = load_study(optuna_url)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6 and len({t.number for t in study.trials}) == len(study.trials)
+    # A trial told FAIL because the other worker filled the study first never ran a job.
+    assert all(t.user_attrs.get("attnlab.surplus") for t in study.trials if t.state == TrialState.FAIL)
+    client, parents, children = sweep_runs(mlflow_uri)
+    assert len(parents) == 1 and len(children) == 6
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == sorted(t.number for t in finished)
+    assert client.get_run(parents[0].info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_databases):
+    """SIGKILL a worker mid-trial; after the grace period another worker re-runs that trial."""
+    from optuna.trial import TrialState
+
+    optuna_url, mlflow_uri = pg_databases
+    _prepare_mlflow(mlflow_uri, tmp_path)
+    args = ["hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={optuna_url}", f"tracking.uri={mlflow_uri}",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", "train.epochs=3"]
+    victim = _popen(tmp_path, args, tmp_path / "victim.log")
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    exp = client.get_experiment_by_name("attnlab")
+    deadline = time.time() + 300
+    running = []
+    while time.time() < deadline and not running and victim.poll() is None:
+        running = client.search_runs([exp.experiment_id], "tags.`attnlab.sweep.role` = 'child' and attributes.status = 'RUNNING'")
+        time.sleep(0.3)
+    assert running, "the first worker never started a trial: " + (tmp_path / "victim.log").read_text()[-3000:]
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    killed_run = running[0].info.run_id
+    study = load_study(optuna_url)
+    (killed,) = [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert killed.user_attrs["mlflow_run_id"] == killed_run
+    assert client.get_run(killed_run).info.status == "RUNNING"  # nobody could close it yet
+
+    time.sleep(4)  # > grace_period: the killed worker's heartbeat is stale
+    rescuer = _popen(tmp_path, args, tmp_path / "rescuer.log")
+    assert rescuer.wait(timeout=600) == 0, (tmp_path / "rescuer.log").read_text()[-3000:]
+    study = load_study(optuna_url)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[killed.number].state == TrialState.FAIL
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 2
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params and retried[0] in finished
+    dead = client.get_run(killed_run)
+    assert dead.info.status == "FAILED" and "heartbeat" in dead.data.tags["attnlab.error"]
+    assert retried[0].user_attrs["mlflow_run_id"] != killed_run
