@@ -89,6 +89,21 @@ def _patch_hydra_error_reporting() -> None:
 
     hu.run_and_report = run_and_report
 
+    import hydra.core.utils as hcu
+    from hydra.types import RunMode
+
+    def return_value(self):
+        # Hydra writes "Error executing job with overrides: [...]" before re-raising; in a
+        # single run those are the user's own arguments, so only the `error:` line remains.
+        if self.status == hcu.JobStatus.COMPLETED:
+            return self._return_value
+        multirun = self.hydra_cfg is not None and self.hydra_cfg.hydra.mode == RunMode.MULTIRUN
+        if verbose() or multirun:
+            sys.stderr.write(f"Error executing job with overrides: {self.overrides}" + os.linesep)
+        raise self._return_value
+
+    hcu.JobReturn.return_value = hcu.JobReturn.return_value.getter(return_value)
+
 
 def _task(cfg) -> float:
     from attnlab.train import last_run, train

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata as md
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -58,7 +59,9 @@ def setup(tracking_cfg: Mapping[str, Any], experiment: str | None = None) -> str
     _uri_we_set = os.environ.get("MLFLOW_TRACKING_URI")
     client = mlflow.MlflowClient(uri)
     try:
-        exp = client.get_experiment_by_name(name)
+        # The one retry's "Retrying ... Connection refused" warning would precede our one-line error.
+        with _quiet_logger("urllib3.connectionpool"):
+            exp = client.get_experiment_by_name(name)
         if exp is None:
             art = tracking_cfg.get("artifact_dir")
             try:
@@ -80,6 +83,17 @@ def setup(tracking_cfg: Mapping[str, Any], experiment: str | None = None) -> str
         raise AttnlabError(f"tracking.uri={uri}: cannot use the MLflow tracking store ({msg[:200]})") from e
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _Terminated(KeyboardInterrupt):
