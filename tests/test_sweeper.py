@@ -134,9 +134,12 @@ def test_samplers_and_pruners_are_built_and_checked():
     assert isinstance(make_pruner({"type": "successive_halving", "reduction_factor": 2}),
                       optuna.pruners.SuccessiveHalvingPruner)
     assert isinstance(make_pruner({"type": "none"}), optuna.pruners.NopPruner)
+    # A preset's median options do not block `hydra.sweeper.pruner.type=none` on the command line.
+    assert isinstance(make_pruner({"type": "none", "n_startup_trials": 2}), optuna.pruners.NopPruner)
+    assert isinstance(make_sampler({"type": "random", "seed": 1, "n_startup_trials": 3}, d, 0), optuna.samplers.RandomSampler)
     for bad, msg in [(lambda: make_sampler({"type": "cmaes"}, d, 0), "sampler.type='cmaes': unknown sampler"),
                      (lambda: make_pruner({"type": "hyperband2"}), "pruner.type='hyperband2': unknown pruner"),
-                     (lambda: make_pruner({"type": "median", "patience": 3}), "unknown option(s) ['patience']"),
+                     (lambda: make_pruner({"type": "median", "n_startup_trial": 3}), "unknown option(s) ['n_startup_trial']"),
                      (lambda: make_sampler({"type": "grid"}, parse_params({"f": {"type": "float", "low": 0, "high": 1}}), 0),
                       "hydra.sweeper.params.f: sampler grid needs")]:
         with pytest.raises(ConfigError, match=None) as e:
@@ -216,40 +219,50 @@ def test_sweep_resume_to_six_trials_one_parent(tmp_path):
 
 # ---------------------------------------------------------------- pruning
 
-def _total_epochs(uri: str) -> tuple[int, int]:
-    _, _, children = sweep_runs(uri)
-    return int(sum(c.data.metrics["epochs_completed"] for c in children)), len(children)
+def _prune_sweep(tmp_path: Path, name: str, pruner: str):
+    write_preset(tmp_path / "conf", name, pruner, 4)
+    d = tmp_path / name
+    d.mkdir()
+    proc = run_cli(["train", "-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hparams_search={name}"], cwd=d)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_study(f"sqlite:///{d / 'optuna.db'}", name)
+    _, _, children = sweep_runs(f"sqlite:///{d / 'mlflow.db'}")
+    assert len(study.trials) == 4 and len(children) == 4
+    return study, children
 
 
 def test_pruning_stops_hopeless_trials_and_saves_epochs(tmp_path):
-    """lr=1e-6 cannot learn: the median pruner stops it after one epoch; without a pruner it runs all."""
+    """lr=1e-6 cannot learn: the median pruner stops it after one epoch.
+
+    Without pruning every trial runs all 3 epochs (patience 10 cannot stop it earlier): 12 in
+    total, measured side by side in test_without_pruner_every_trial_runs_all_epochs (slow).
+    """
     from optuna.trial import TrialState
 
-    write_preset(tmp_path / "conf", "prune_median", "{type: median, n_startup_trials: 1, n_warmup_steps: 0}", 4)
-    write_preset(tmp_path / "conf", "prune_none", "{type: none}", 4)
-    totals = {}
-    for name in ("prune_median", "prune_none"):
-        d = tmp_path / name
-        d.mkdir()
-        proc = run_cli(["train", "-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hparams_search={name}"], cwd=d)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        study = load_study(f"sqlite:///{d / 'optuna.db'}", name)
-        states = [t.state for t in study.trials]
-        assert len(states) == 4 and all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-        totals[name] = (_total_epochs(f"sqlite:///{d / 'mlflow.db'}"), states)
-        if name == "prune_median":
-            pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
-            assert pruned and all(t.params["train.learning_rate"] == 1e-6 for t in pruned)
-            _, _, children = sweep_runs(f"sqlite:///{d / 'mlflow.db'}")
-            killed = [c for c in children if c.data.tags.get("attnlab.status") == "PRUNED"]
-            assert len(killed) == len(pruned)
-            assert all(c.info.status == "KILLED" and c.data.tags["attnlab.pruned_at_epoch"] == "1" for c in killed)
-        else:
-            assert TrialState.PRUNED not in states
-    (with_pruning, n1), _ = totals["prune_median"]
-    (without, n2), _ = totals["prune_none"]
-    assert n1 == n2 == 4
-    assert without == 12 and with_pruning < without, totals
+    study, children = _prune_sweep(tmp_path, "prune_median", "{type: median, n_startup_trials: 1, n_warmup_steps: 0}")
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert pruned and len(pruned) + len(complete) == 4
+    assert all(t.params["train.learning_rate"] == 1e-6 for t in pruned)
+    run_of = {c.info.run_id: c for c in children}
+    for t in pruned:
+        run = run_of[t.user_attrs["mlflow_run_id"]]
+        assert run.info.status == "KILLED" and run.data.tags["attnlab.status"] == "PRUNED"
+        assert run.data.tags["attnlab.pruned_at_epoch"] == "1" and run.data.metrics["epochs_completed"] == 1
+        assert "test_accuracy" not in run.data.metrics  # a pruned trial never touches test data
+    for t in complete:
+        assert run_of[t.user_attrs["mlflow_run_id"]].data.metrics["epochs_completed"] == 3
+    total = sum(c.data.metrics["epochs_completed"] for c in children)
+    assert total == 3 * len(complete) + len(pruned) < 12
+
+
+@pytest.mark.slow
+def test_without_pruner_every_trial_runs_all_epochs(tmp_path):
+    from optuna.trial import TrialState
+
+    study, children = _prune_sweep(tmp_path, "prune_none", "{type: none}")
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert sum(c.data.metrics["epochs_completed"] for c in children) == 12
 
 
 # ---------------------------------------------------------------- PostgreSQL: workers, crash
@@ -309,7 +322,7 @@ def test_two_workers_share_one_postgres_study(tmp_path, pg_databases):
     for i, p in enumerate(procs):
         assert p.wait(timeout=900) == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
-    assert all("trial " in log and " COMPLETE" in log or " PRUNED" in log for log in logs), "a worker ran no trial"
+    assert all(" COMPLETE: " in log or " PRUNED (" in log for log in logs), "a worker ran no trial"
     study = load_study(optuna_url)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 6 and len({t.number for t in study.trials}) == len(study.trials)
@@ -343,6 +356,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_databases):
         running = client.search_runs([exp.experiment_id], "tags.`attnlab.sweep.role` = 'child' and attributes.status = 'RUNNING'")
         time.sleep(0.3)
     assert running, "the first worker never started a trial: " + (tmp_path / "victim.log").read_text()[-3000:]
+    time.sleep(1)  # mid-trial: train has linked the run to the trial (user attr) right after starting it
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
     killed_run = running[0].info.run_id

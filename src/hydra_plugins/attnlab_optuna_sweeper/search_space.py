@@ -108,12 +108,21 @@ def grid_space(dists: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
     return space
 
 
-def _construct(kind_key: str, cls: type, kwargs: Mapping[str, Any], **fixed: Any) -> Any:
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", *fixed}
-    unknown = set(kwargs) - allowed
+def _accepted(cls: type) -> set[str]:
+    return {a for a in inspect.signature(cls.__init__).parameters if a not in ("self", "args", "kwargs")}
+
+
+def _construct(kind_key: str, cls: type, kwargs: Mapping[str, Any], siblings: tuple[type, ...], **fixed: Any) -> Any:
+    """``cls(**fixed, **kwargs)``; options only a sibling class takes are dropped, so switching
+    ``hydra.sweeper.pruner.type`` on the command line keeps working over a preset's options,
+    while an option no class takes (a typo) is an error."""
+    allowed = _accepted(cls) - set(fixed)
+    other = set().union(*(_accepted(c) for c in siblings)) - allowed
+    unknown = set(kwargs) - allowed - other
     if unknown:
         raise ConfigError(f"hydra.sweeper.{kind_key}: unknown option(s) {sorted(unknown)} for {cls.__name__}; "
                           f"allowed: {sorted(a for a in allowed if not a.startswith('_'))}")
+    kwargs = {k: v for k, v in kwargs.items() if k in allowed}
     try:
         return cls(**fixed, **kwargs)
     except (TypeError, ValueError) as e:
@@ -138,12 +147,13 @@ def make_sampler(cfg: Mapping[str, Any] | None, dists: Mapping[str, BaseDistribu
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"hydra.sweeper.sampler.seed={seed!r}: must be an integer or null")
     seed = None if seed is None else (seed + seed_offset) % (2**32)
+    all_ = (optuna.samplers.TPESampler, optuna.samplers.RandomSampler, optuna.samplers.GridSampler)
     if kind == "tpe":
-        return _construct("sampler", optuna.samplers.TPESampler, cfg, seed=seed)
+        return _construct("sampler", optuna.samplers.TPESampler, cfg, all_, seed=seed)
     if kind == "random":
-        return _construct("sampler", optuna.samplers.RandomSampler, cfg, seed=seed)
+        return _construct("sampler", optuna.samplers.RandomSampler, cfg, all_, seed=seed)
     if kind == "grid":
-        return _construct("sampler", optuna.samplers.GridSampler, cfg, search_space=grid_space(dists), seed=seed)
+        return _construct("sampler", optuna.samplers.GridSampler, cfg, all_, search_space=grid_space(dists), seed=seed)
     raise ConfigError(f"hydra.sweeper.sampler.type={kind!r}: unknown sampler; choose {', '.join(SAMPLERS)}")
 
 
@@ -152,12 +162,13 @@ def make_pruner(cfg: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
 
     cfg = dict(cfg or {})
     kind = cfg.pop("type", "median")
+    all_ = (optuna.pruners.MedianPruner, optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.NopPruner)
     if kind == "median":
-        return _construct("pruner", optuna.pruners.MedianPruner, cfg)
+        return _construct("pruner", optuna.pruners.MedianPruner, cfg, all_)
     if kind == "successive_halving":
-        return _construct("pruner", optuna.pruners.SuccessiveHalvingPruner, cfg)
+        return _construct("pruner", optuna.pruners.SuccessiveHalvingPruner, cfg, all_)
     if kind in ("none", None):
-        return _construct("pruner", optuna.pruners.NopPruner, cfg)
+        return _construct("pruner", optuna.pruners.NopPruner, cfg, all_)
     raise ConfigError(f"hydra.sweeper.pruner.type={kind!r}: unknown pruner; choose {', '.join(PRUNERS)}")
 
 
