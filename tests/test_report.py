@@ -231,7 +231,7 @@ def test_unit_seed_averages_folds_before_pairing(store):
     assert row["n"] == 3 and row["mean"] == pytest.approx(b.mean())
 
 
-@pytest.mark.parametrize("name", ["scale", "mask", "pooling", "dim", "seed_layer"])
+@pytest.mark.parametrize("name", ["scale", "mask", "pooling", "dim", "seed_layer", "baseline"])
 def test_presets_compose_into_a_grid_of_five_seeds(name):
     from hydra import compose, initialize_config_dir
 
@@ -246,11 +246,13 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
     ablation = cfg.ablation
     assert ablation.name == name and cfg.tracking.experiment == f"ablation-{name}"
     assert params["seed"] in ("range(5)", "0,1,2,3,4")
-    assert set(ablation.variant_keys) | {"seed"} == set(params)
+    # A grid over the variant keys (baseline: seeds only, the variant is the model as composed).
+    assert set(params) == ({"seed"} if name == "baseline" else set(ablation.variant_keys) | {"seed"})
     # Every grid cell's variant tag is made of the variant keys only; the reference is one of them.
     import itertools
 
-    grids = [[f"{k}={v}" for v in params[k].split(",")] for k in ablation.variant_keys]
+    grids = [[f"{k}={v}" for v in params[k].split(",")] if k in params else [f"{k}={cfg[k].name}"]
+             for k in ablation.variant_keys]
     variants = []
     for combo in itertools.product(*grids):
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -258,7 +260,7 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
         items = variant_items(c, [f"experiment={name}", "data=mr", "data.fold=3", *combo, "seed=2"])
         assert len(items) == len(ablation.variant_keys)
         variants.append(",".join(f"{k}={v}" for k, v in items))
-    assert len(set(variants)) == len(variants) >= 2
+    assert len(set(variants)) == len(variants) >= (1 if name == "baseline" else 2)
     pairs = reference_pairs(variants, ablation.reference)
     assert sum(p is None for p in pairs.values()) == len(variants) // len(grids[0])
     assert all(parse_variant(v).items() >= parse_variant(ablation.reference).items() or p is not None
