@@ -128,9 +128,14 @@ def predict_texts(model: Any, texts: Sequence[str], batch_size: int = 256, png_d
             out.append(pred)
             if png_dir is not None and toks:
                 n = start + len(out)
-                plot_heatmap(raw["weights"][i], toks, png_dir / f"{n:04d}.png",
-                             title=f"#{n} {_clip(text, 60)}\npred={pred.label} ({max(probs):.2f})")
+                # "$" would start matplotlib mathtext (and an unbalanced one fails to draw).
+                plot_heatmap(raw["weights"][i], [_no_math(t) for t in toks], png_dir / f"{n:04d}.png",
+                             title=_no_math(f"#{n} {_clip(text, 60)}\npred={pred.label} ({max(probs):.2f})"))
     return out
+
+
+def _no_math(text: str) -> str:
+    return text.replace("$", r"\$")
 
 
 def _clip(text: str, n: int) -> str:
@@ -187,6 +192,9 @@ def format_text(preds: Sequence[Prediction], k: int) -> str:
     return "\n".join(lines)
 
 
+# A token drawing this many times its uniform share (1/n) is drawn in full colour.
+_FULL_AT = 3.0
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>attnlab predictions</title>
 <style>
@@ -199,7 +207,8 @@ body {{ font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; l
 </style></head><body>
 <h1>attnlab predictions</h1>
 <p class="note">Model: <code>{model}</code>. Each token is shaded by the attention it receives (mean over heads
-and over the text's tokens as queries), scaled to the text's most attended token; hover a token for its value.
+and over the text's tokens as queries) relative to a uniform share 1/n of its text: a uniform share is light,
+{full_at:g}&times; uniform or more is full colour. Hover a token for its value.
 The model reads at most the first {max_len} tokens.</p>
 {items}
 </body></html>
@@ -210,10 +219,12 @@ def write_html(preds: Sequence[Prediction], path: Path, model_uri: str, max_len:
     """One self-contained page; every text from the input is escaped."""
     items = []
     for n, p in enumerate(preds, 1):
-        top = max(p.attention, default=0.0) or 1.0
+        # Shade relative to a uniform share 1/n, not to the text's maximum: a near-uniform map
+        # must look uniform and pale, not all saturated (max-scaling turns noise into emphasis).
+        n_tok = max(len(p.tokens), 1)
         spans = " ".join(
-            f'<span class="tok" style="background: rgba(214, 39, 40, {w / top:.3f})" '
-            f'title="{w:.4f}">{html.escape(t)}</span>'
+            f'<span class="tok" style="background: rgba(255, 99, 71, {min(1.0, w * n_tok / _FULL_AT):.3f})" '
+            f'title="{w:.4f} ({w * n_tok:.2f}x uniform)">{html.escape(t)}</span>'
             for t, w in zip(p.tokens, p.attention)
         ) or '<span class="note">(no tokens)</span>'
         probs = ", ".join(f"{html.escape(c)} {v:.3f}" for c, v in p.probabilities.items())
@@ -225,7 +236,7 @@ def write_html(preds: Sequence[Prediction], path: Path, model_uri: str, max_len:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_PAGE.format(model=html.escape(model_uri), max_len=html.escape(str(max_len)),
-                                 items="\n".join(items)), encoding="utf-8")
+                                 full_at=_FULL_AT, items="\n".join(items)), encoding="utf-8")
     return path
 
 
