@@ -229,6 +229,11 @@ def test_unit_seed_averages_folds_before_pairing(store):
     assert by_seed.comparisons["t_p"].iloc[0] == pytest.approx(stats.ttest_rel(b, a).pvalue, rel=1e-9)
     row = by_seed.summary.set_index("variant").loc["p=b"]
     assert row["n"] == 3 and row["mean"] == pytest.approx(b.mean())
+    # A seed missing a fold is left out of unit=seed (its mean would be another quantity), with a note.
+    partial = build_report(df[~((df["variant"] == "p=b") & (df["seed"] == 2) & (df["fold"] == 0))], "cv",
+                           ["test_accuracy"], reference="p=a", unit="seed")
+    assert partial.comparisons["n_pairs"].iloc[0] == 2
+    assert partial.notes == ["test_accuracy: 1 (variant, seed) with fewer than 4 folds left out: p=b seed 2 (3 folds)"]
 
 
 @pytest.mark.parametrize("name", ["scale", "mask", "pooling", "dim", "seed_layer", "baseline"])

@@ -288,14 +288,25 @@ class Report:
     comparisons: pd.DataFrame  # variant, reference, metric, n_pairs, mean_diff, t, p, W, p, d_z, verdict
     n_runs: int
     experiment_ids: list[str]
+    notes: list[str]
 
 
-def _units(df: pd.DataFrame, metric: str, unit: str) -> pd.DataFrame:
-    """Per (variant, seed, fold) values, or per (variant, seed) means over folds for unit=seed."""
+def _units(df: pd.DataFrame, metric: str, unit: str, notes: list[str]) -> pd.DataFrame:
+    """Per (variant, seed, fold) values, or per (variant, seed) means over folds for unit=seed.
+
+    unit=seed keeps only seeds with every fold: a mean over fewer folds is another quantity.
+    """
     col = f"metric.{metric}"
     x = df[["variant", "seed", "fold", col]].dropna().rename(columns={col: "value"})
     if unit == "seed":
-        x = x.groupby(["variant", "seed"], as_index=False)["value"].mean()
+        g = x.groupby(["variant", "seed"])["value"]
+        agg = g.agg(["mean", "size"]).reset_index()
+        full = int(agg["size"].max()) if len(agg) else 0
+        short = agg[agg["size"] < full]
+        if len(short):
+            notes.append(f"{metric}: {len(short)} (variant, seed) with fewer than {full} folds left out: "
+                         + "; ".join(f"{r.variant} seed {r.seed} ({r.size} folds)" for r in short.itertuples()))
+        x = agg[agg["size"] == full].rename(columns={"mean": "value"})[["variant", "seed", "value"]]
         x["fold"] = -1
     return x
 
@@ -323,9 +334,9 @@ def build_report(df: pd.DataFrame, ablation: str, metrics: Sequence[str], refere
     variants = sorted(df["variant"].unique(), key=lambda v: tuple(sorted(parse_variant(v).items())))
     pairs = reference_pairs(variants, reference)
 
-    srows, crows = [], []
+    srows, crows, notes = [], [], []
     for m in metrics:
-        vals = _units(df, m, unit)
+        vals = _units(df, m, unit, notes)
         for v in variants:
             s = summarize(vals.loc[vals["variant"] == v, "value"])
             srows.append({"variant": v, "metric": m, "n": s.n, "mean": s.mean, "std": s.std,
@@ -349,7 +360,7 @@ def build_report(df: pd.DataFrame, ablation: str, metrics: Sequence[str], refere
     return Report(ablation=ablation, data=str(df["data"].iloc[0]), reference=reference, unit=unit, alpha=alpha,
                   metrics=list(metrics), summary=pd.DataFrame(srows),
                   comparisons=pd.DataFrame(crows, columns=comp_cols), n_runs=len(df),
-                  experiment_ids=sorted(df["experiment_id"].unique()))
+                  experiment_ids=sorted(df["experiment_id"].unique()), notes=notes)
 
 
 def common_items(variants: Sequence[str]) -> dict[str, str]:
@@ -389,6 +400,7 @@ def to_markdown(rep: Report, command: str | None = None) -> str:
              f"- generated: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]
     if command:
         lines.append(f"- command: `{command}`")
+    lines += [f"- note: {n}" for n in rep.notes]
     common = common_items(list(rep.summary["variant"].drop_duplicates()))
     if common:
         lines.append(f"- held fixed in every variant (left out of the names below): "
