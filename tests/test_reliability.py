@@ -226,8 +226,9 @@ def _wait_for_epochs(directory: Path, proc: subprocess.Popen, n: int, timeout: f
     pytest.fail(f"no {n} epochs logged within {timeout} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_fit_ends_run_killed_with_metrics(sig, tmp_path):
+def test_sigint_during_fit_ends_run_killed_with_metrics(tmp_path):
+    """Ctrl-C on a real `attnlab train`: exit 130, run KILLED, every finished epoch's metrics kept."""
+    sig = signal.SIGINT
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [ATTNLAB, "train", *TINY, "train.epochs=500", "train.early_stopping.patience=1000", "tracking.log_model=false"]
@@ -247,6 +248,40 @@ def test_signal_during_fit_ends_run_killed_with_metrics(sig, tmp_path):
     hist = mlflow_client(tmp_path).get_metric_history(run_id, "val_accuracy")
     assert seen <= len(hist) < 500
     assert sorted(h.step for h in hist) == list(range(len(hist)))  # every finished epoch kept
+
+
+def test_sigterm_during_fit_ends_run_killed_with_metrics(in_tmp, capsys, monkeypatch):
+    """SIGTERM (a scheduler's or `docker stop`'s kill) from another thread while Keras is inside
+    `fit`: the same path in-process (cheaper than a second subprocess)."""
+    import threading
+
+    from attnlab import callbacks, cli
+
+    first_epoch = threading.Event()
+    original = callbacks.MLflowMetrics.on_epoch_end
+
+    def mark(self, epoch, logs=None):
+        original(self, epoch, logs)
+        first_epoch.set()
+
+    monkeypatch.setattr(callbacks.MLflowMetrics, "on_epoch_end", mark)
+
+    def terminate():
+        if first_epoch.wait(120):
+            time.sleep(0.2)  # well inside the next epoch
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate, daemon=True)
+    killer.start()
+    code = cli.main(["train", *TINY, "train.epochs=500", "train.early_stopping.patience=1000",
+                     "tracking.log_model=false"])
+    killer.join(5)
+    assert code == 130
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    (run,) = runs(in_tmp)
+    assert run.info.status == "KILLED" and run.data.tags["attnlab.status"] == "KILLED"
+    hist = mlflow_client(in_tmp).get_metric_history(run.info.run_id, "val_accuracy")
+    assert 1 <= len(hist) < 500 and sorted(h.step for h in hist) == list(range(len(hist)))
 
 
 # ----------------------------------------------------------------------------- nothing lost
@@ -336,3 +371,17 @@ def test_no_unsafe_loading_or_public_binding():
         for line in p.read_text().splitlines():
             if "0.0.0.0" in line:
                 assert "unless" in line.lower() or "never" in line.lower() or "not" in line.lower(), f"{p}: {line}"
+
+
+def test_unreachable_optuna_storage(tmp_path):
+    """A sweep whose Optuna storage cannot be reached stops before any trial, with one error line."""
+    storage = f"postgresql://root@127.0.0.1:{_closed_port()}/attnlab_nowhere"
+    proc = run_cli(["train", "-m", "hparams_search=synthetic_small", f"hydra.sweeper.storage={storage}"],
+                   cwd=tmp_path, timeout=120, env={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    # MLflow may first log that it created the new store's tables; the error itself is one line.
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "hydra.sweeper.storage=" + storage in errors[0] and "cannot open the Optuna storage" in errors[0]
+    _no_run_left_running(tmp_path)
+    assert not list(tmp_path.glob("multirun/*/*/*"))  # no trial started
