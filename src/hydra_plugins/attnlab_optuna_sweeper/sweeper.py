@@ -162,15 +162,23 @@ class AttnlabOptunaSweeper(Sweeper):
             self._fail_mlflow_run(trial, f"worker stopped (no heartbeat for {self.cfg['grace_period']} s); trial retried")
             retry(study, trial)
 
-        try:
-            storage = RDBStorage(s["storage"], heartbeat_interval=int(self.cfg["heartbeat_interval"]),
-                                 grace_period=int(self.cfg["grace_period"]), heartbeat_stale_trial_callback=on_stale)
-            study = optuna.create_study(storage=storage, study_name=s["study_name"], direction=s["direction"],
-                                        load_if_exists=True)
-        except Exception as e:  # noqa: BLE001 - a bad URL, an unreachable server, a missing driver
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise AttnlabError(f"hydra.sweeper.storage={_hide_password(s['storage'])}: cannot open the Optuna "
-                               f"storage ({msg[:200]})") from e
+        for attempt in range(4):
+            try:
+                storage = RDBStorage(s["storage"], heartbeat_interval=int(self.cfg["heartbeat_interval"]),
+                                     grace_period=int(self.cfg["grace_period"]), heartbeat_stale_trial_callback=on_stale)
+                study = optuna.create_study(storage=storage, study_name=s["study_name"], direction=s["direction"],
+                                            load_if_exists=True)
+                break
+            except Exception as e:  # noqa: BLE001 - a bad URL, an unreachable server, a missing driver
+                # Workers started together on a fresh database race to create Optuna's tables
+                # (PostgreSQL: UniqueViolation on pg_type); the loser succeeds on a second try.
+                if attempt < 3 and _is_creation_race(e):
+                    log.info("Optuna storage busy being created by another worker; retrying")
+                    time.sleep(1.0 + attempt)
+                    continue
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise AttnlabError(f"hydra.sweeper.storage={_hide_password(s['storage'])}: cannot open the Optuna "
+                                   f"storage ({msg[:200]})") from e
         want = optuna.study.StudyDirection.MAXIMIZE if s["direction"] == "maximize" else optuna.study.StudyDirection.MINIMIZE
         if study.direction != want:
             raise ConfigError(f"hydra.sweeper.direction={s['direction']}: study {s['study_name']!r} in "
@@ -407,6 +415,11 @@ def _tell(study, trial, **kwargs: Any) -> None:
         # allows only inside optimize(); the state was written before it raised.
         if "Study.stop" not in str(e):
             raise
+
+
+def _is_creation_race(e: BaseException) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    return any(k in text for k in ("uniqueviolation", "duplicate key", "already exists", "integrityerror"))
 
 
 def _n_finished(study) -> int:
