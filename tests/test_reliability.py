@@ -358,7 +358,7 @@ def test_no_unsafe_loading_or_public_binding():
     for p, m in loads:
         assert "safe_mode=True" in m.group(1), f"{p}: {m.group(0)}"
     for p, t in texts.items():
-        assert not re.search(r"\bpickle\.loads?\(|cloudpickle|allow_pickle\s*=\s*True|safe_mode\s*=\s*False"
+        assert not re.search(r"\bpickle\.loads?\(|cloudpickle\.loads?\(|allow_pickle\s*=\s*True|safe_mode\s*=\s*False"
                              r"|torch\.load|joblib\.load", t), p
         for m in re.finditer(r"np\.load\(([^)]*)\)", t):
             assert "allow_pickle=False" in m.group(1), f"{p}: {m.group(0)}"
@@ -366,11 +366,14 @@ def test_no_unsafe_loading_or_public_binding():
         # pandas reads user tables as strings (no type guessing, nothing evaluated).
         for m in re.finditer(r"pd\.read_(csv|table|json)\(", t):
             assert "dtype=str" in t[m.start() : m.start() + 600], f"{p}: {m.group(0)}"
-    docs = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    # Documented server commands (mlflow ui/server/models serve, optuna-dashboard) bind loopback.
+    docs = [ROOT / "README.md", ROOT / "Makefile", *(ROOT / "docs").glob("*.md")]
     for p in docs:
         for line in p.read_text().splitlines():
             if "0.0.0.0" in line:
                 assert "unless" in line.lower() or "never" in line.lower() or "not" in line.lower(), f"{p}: {line}"
+            for host in re.findall(r"--host[= ](\S+)", line):
+                assert host in ("127.0.0.1", "localhost", "$(HOST)", "${HOST}"), f"{p}: {line}"
 
 
 def test_unreachable_optuna_storage(tmp_path):
@@ -385,3 +388,55 @@ def test_unreachable_optuna_storage(tmp_path):
     assert "hydra.sweeper.storage=" + storage in errors[0] and "cannot open the Optuna storage" in errors[0]
     _no_run_left_running(tmp_path)
     assert not list(tmp_path.glob("multirun/*/*/*"))  # no trial started
+
+
+def _touch(path: str):
+    """Unpickling the object below calls this: the marker file proves code ran on load."""
+    Path(path).write_text("unpickled")
+    return object()
+
+
+class _Booby:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_touch, (self.marker,))
+
+
+def test_pickled_model_is_refused_without_unpickling(tmp_path):
+    """`attnlab predict`'s loader reads the MLmodel file first and refuses a cloudpickled pyfunc."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from attnlab.errors import AttnlabError
+    from attnlab.predict import load
+
+    class Model(mlflow.pyfunc.PythonModel):
+        def __init__(self, marker: str):
+            self.booby = _Booby(marker)
+
+        def predict(self, context, model_input, params=None):  # noqa: ARG002
+            return model_input
+
+    marker = tmp_path / "ran.txt"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run() as run:
+            mlflow.pyfunc.log_model(name="model", python_model=Model(str(marker)), pip_requirements=["mlflow"])
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    assert not marker.exists()
+    with pytest.raises(AttnlabError, match="not an attnlab model"):
+        load(f"runs:/{run.info.run_id}/model", tracking_uri=uri)
+    assert not marker.exists(), "the pickled model was unpickled"
+    # The trap is real: MLflow's own loader does unpickle it.
+    mlflow.set_tracking_uri(uri)
+    try:
+        mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    assert marker.read_text() == "unpickled"

@@ -71,6 +71,15 @@ def _tracking(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = env
 
 
+# How MLflow loads a model logged from code (attnlab's pyfunc_model.py); a pickled pyfunc has
+# loader_module mlflow.pyfunc.model and a `python_model` (cloudpickle) file instead.
+_CODE_MODEL_LOADER = "mlflow.pyfunc.loaders.code_model"
+
+
+class _NotAttnlab(Exception):
+    pass
+
+
 def load(model_uri: str, tracking_uri: str | None = None) -> Any:
     """The :class:`attnlab.pyfunc.AttnlabPyfunc` behind ``model_uri`` (Keras loaded with
     ``safe_mode=True``).
@@ -78,6 +87,7 @@ def load(model_uri: str, tracking_uri: str | None = None) -> Any:
     Raises:
         AttnlabError: the URI does not resolve, or the model is not an attnlab model.
     """
+    import mlflow.models
     import mlflow.pyfunc
 
     from attnlab.registry import client_for, short, tracking_uri as resolve
@@ -88,9 +98,17 @@ def load(model_uri: str, tracking_uri: str | None = None) -> Any:
     client_for(uri)  # sets the fail-fast HTTP defaults
     try:
         with _tracking(uri), warnings.catch_warnings():
+            # Read the MLmodel file first: a pyfunc pickled with cloudpickle (any model not logged
+            # by attnlab) would run arbitrary code while loading, so it is refused before that.
+            flavor = (mlflow.models.get_model_info(model_uri).flavors or {}).get("python_function") or {}
+            if flavor.get("loader_module") != _CODE_MODEL_LOADER or "python_model" in flavor:
+                raise _NotAttnlab()
             # MLflow's advice to add type hints to the wrapper is for the model's author, not the user.
             warnings.filterwarnings("ignore", message=".*type hints.*")
             loaded = mlflow.pyfunc.load_model(model_uri)
+    except _NotAttnlab:
+        raise AttnlabError(f"--model {model_uri}: not an attnlab model (logged by `attnlab train`); "
+                           f"not loaded, since loading it could unpickle arbitrary objects") from None
     except Exception as e:  # noqa: BLE001 - unknown alias/run/path, unreachable store: one user problem
         raise AttnlabError(f"--model {model_uri}: cannot load it from {uri} ({short(e)})") from e
     try:
