@@ -378,3 +378,17 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_databases):
     dead = client.get_run(killed_run)
     assert dead.info.status == "FAILED" and "heartbeat" in dead.data.tags["attnlab.error"]
     assert retried[0].user_attrs["mlflow_run_id"] != killed_run
+
+
+@pytest.mark.slow
+def test_basic_sweeper_still_runs_plain_grids(tmp_path):
+    """Without an hparams_search preset, `-m a=1,2` is Hydra's basic sweeper: one run per value."""
+    from conftest import TINY, runs
+
+    proc = run_cli(["train", "-m", "model.attention.scale=sqrt_dk,none", "train.epochs=1", *TINY,
+                    "tracking.log_model=false", "tracking.n_attention_examples=0"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rs = runs(tmp_path)
+    assert sorted(r.data.params["model.attention.scale"] for r in rs) == ["none", "sqrt_dk"]
+    assert all(r.info.status == "FINISHED" and "mlflow.parentRunId" not in r.data.tags for r in rs)
+    assert not (tmp_path / "optuna.db").exists()

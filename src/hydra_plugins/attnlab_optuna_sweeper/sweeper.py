@@ -126,12 +126,12 @@ class AttnlabOptunaSweeper(Sweeper):
         # We run the heartbeat ourselves (see _heartbeat): Optuna's warning does not apply.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         s = self._settings(list(arguments))
+        study = self._open_study(s)  # first: a storage problem stops the sweep before MLflow is touched
         exp_id = tracking.setup(s["tracking"])
         import mlflow
 
         self.client = mlflow.MlflowClient(tracking.resolve_uri(s["tracking"]))
         self.exp_id = exp_id
-        study = self._open_study(s)
         parent_id = self._parent_run(study, s)
         log.info("study %r in %s: %d finished trial(s) of %d; MLflow parent run %s", s["study_name"],
                  _hide_password(s["storage"]), _n_finished(study), s["n_trials"], parent_id)
