@@ -145,3 +145,11 @@ def test_register_bad_arguments_one_line(extra, message, capsys):
     rc, out, err = _cli(["register", "--tracking-uri", uri, *extra], capsys)
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
+
+
+def test_register_unknown_metric_names_the_available_ones(capsys):
+    _, uri, _ = tiny_store()
+    rc, out, err = _cli(["register", "--tracking-uri", uri, "--metric", "val_acc"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "0 with metric 'val_acc'" in err and "their validation metrics: " in err
+    assert "val_accuracy" in err and "test_accuracy" not in err

@@ -129,6 +129,7 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
     models = _logged_models(client, experiment_id)
     counts = {"runs": 0, "finished": 0, "with_model": 0, "with_metric": 0}
     best = None
+    seen: set[str] = set()  # validation metrics of eligible runs, for the error message
     token = None
     while True:
         try:
@@ -144,6 +145,7 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
             if run.info.run_id not in models:
                 continue
             counts["with_model"] += 1
+            seen.update(k for k in run.data.metrics if k.startswith(("val_", "best_val_")))
             value = run.data.metrics.get(metric)
             if value is None or not math.isfinite(value):
                 continue
@@ -160,7 +162,7 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
             f"no run qualifies: {counts['runs']} run(s){where}, {counts['finished']} FINISHED, "
             f"{counts['with_model']} of those with a logged model, {counts['with_metric']} with metric "
             f"{metric!r}; register needs a FINISHED run that logged a model (tracking.log_model=true) "
-            f"and the metric"
+            f"and the metric" + (f" (their validation metrics: {', '.join(sorted(seen))})" if seen else "")
         )
     _, run, value = best
     return Selection(run=run, model=models[run.info.run_id], value=float(value), counts=counts)
