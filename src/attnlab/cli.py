@@ -74,6 +74,21 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not lines else text
 
 
+def _hint(exc: BaseException) -> str:
+    """For an unexpected exception (a crash, not bad input), its type and where the traceback is."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from attnlab.errors import AttnlabError
+
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, (AttnlabError, HydraException, OmegaConfBaseException)):
+            return ""
+        cur = cur.__cause__ or cur.__context__
+    return f" ({type(exc).__name__}; run `attnlab --verbose ...` for the traceback)"
+
+
 def _patch_hydra_error_reporting() -> None:
     """Hydra prints composition errors over several lines; attnlab prints one (pinned hydra-core 1.3.8)."""
     import hydra._internal.utils as hu
@@ -84,7 +99,7 @@ def _patch_hydra_error_reporting() -> None:
         except Exception as ex:  # noqa: BLE001
             if verbose():
                 raise
-            print(f"error: {one_line(ex)}", file=sys.stderr)
+            print(f"error: {one_line(ex)}{_hint(ex)}", file=sys.stderr)
             sys.exit(2)
 
     hu.run_and_report = run_and_report
