@@ -1,10 +1,210 @@
-"""Sweeps: pruning on vs off, and 1 vs 2 workers on PostgreSQL (needs the Optuna sweeper)."""
+"""Sweeps: pruning on vs off, and 1 vs 2 workers on PostgreSQL.
+
+Both comparisons run the real command, ``attnlab train -m hparams_search=<preset> ...``
+(the ``attnlab_optuna`` Hydra sweeper), as subprocesses in a scratch launch directory:
+
+* pruning: the same study settings (sampler seed, search space, trials) with the preset's
+  pruner vs ``pruner.type=none``, both sweeps running at the same time with one thread each
+  (so both see the same machine load), on SQLite; wall time and the study's best validation
+  value of each.
+* workers: one worker vs two workers started together on one study (Optuna storage and
+  MLflow backend in scratch PostgreSQL databases, created and migrated before the workers
+  start, dropped after); each worker is pinned to one thread (``train.threads=1``,
+  ``OMP_NUM_THREADS=1``); trials per hour of each, no pruning so trials cost alike.
+
+A sweep takes minutes, so each comparison is one pair (stated in the table), not a median.
+"""
 
 from __future__ import annotations
 
-from attnlab.bench.common import Result
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from attnlab.bench.common import Result, fmt_x, table
 from attnlab.errors import AttnlabError
 
 
+def _attnlab() -> str:
+    exe = Path(sys.executable).parent / "attnlab"
+    return str(exe) if exe.exists() else "attnlab"
+
+
+def _env(threads: int | None = None) -> dict[str, str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_RUN_ID", None)
+    if threads:
+        env.update({"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
+                    "TF_NUM_INTEROP_THREADS": str(threads)})
+    return env
+
+
+def _sweep_cmd(sc, study: str, storage: str, tracking_uri: str, launch: Path, extra: list[str]) -> list[str]:
+    return [_attnlab(), "train", "-m", f"hparams_search={sc.preset}", *[str(o) for o in sc.overrides],
+            f"hydra.sweeper.study_name={study}", f"hydra.sweeper.storage={storage}",
+            f"tracking.uri={tracking_uri}", f"tracking.artifact_dir={launch / 'mlruns'}", "hydra.sweeper.plots=false",
+            f"hydra.sweep.dir={launch / 'multirun' / study}", *extra]
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> None:
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-600:]}")
+
+
+def _study_summary(study: str, storage: str) -> dict[str, Any]:
+    import optuna
+    from optuna.trial import TrialState
+
+    s = optuna.load_study(study_name=study, storage=storage)
+    trials = s.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    return {"best": max(t.value for t in done) if done else float("nan"),
+            "complete": len(done), "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "failed": sum(t.state == TrialState.FAIL for t in trials)}
+
+
+def _pg_databases(base_url: str, names: list[str], create: bool) -> None:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(f"{base_url.rstrip('/')}/postgres")
+    except Exception as e:  # noqa: BLE001 - no server: the comparison cannot run
+        raise AttnlabError(f"sweep.postgres={base_url}: cannot connect ({str(e).strip().splitlines()[0]})") from e
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute(f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def _pruning(sc, launch: Path) -> dict[str, Any]:
+    """Both sweeps at once, one thread each, so they see the same machine load (side by side).
+
+    When the pruned sweep finishes first the other gets the freed core: that favours the
+    sweep without pruning, so the time ratio errs on the pessimistic side.
+    """
+    storage = f"sqlite:///{launch / 'optuna.db'}"
+    uri = f"sqlite:///{launch / 'mlflow.db'}"
+    common = [f"hydra.sweeper.n_trials={int(sc.n_trials)}", "train.threads=1"]
+    variants = {"pruning": [], "no_pruning": [str(o) for o in sc.no_pruning_overrides]}
+    # The two studies share one SQLite file: create its tables before two processes race to.
+    import optuna
+
+    optuna.storages.RDBStorage(storage)
+    from attnlab import tracking
+
+    tracking.setup({"uri": uri, "artifact_dir": str(launch / "mlruns")}, experiment="attnlab")
+    t0 = time.perf_counter()
+    procs = {name: subprocess.Popen(_sweep_cmd(sc, f"bench-{name}", storage, uri, launch, [*common, *extra]),
+                                    cwd=launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=_env(threads=1))
+             for name, extra in variants.items()}
+    ends: dict[str, float] = {}
+    outs: dict[str, tuple[str, str]] = {}
+    while len(ends) < len(procs):
+        for name, p in procs.items():
+            if name not in ends and p.poll() is not None:
+                ends[name] = time.perf_counter() - t0
+                outs[name] = p.communicate()
+        time.sleep(0.2)
+    out: dict[str, Any] = {}
+    for name, p in procs.items():
+        _check(subprocess.CompletedProcess(p.args, p.returncode, *outs[name]), f"sweep ({name})")
+        out[name] = {"wall_s": ends[name], **_study_summary(f"bench-{name}", storage)}
+        print(f"[sweep] {name}: {ends[name]:.0f}s, {out[name]}", flush=True)
+    return out
+
+
+def _workers(sc, launch: Path) -> dict[str, Any]:
+    import optuna
+
+    from attnlab import tracking
+
+    tag = uuid.uuid4().hex[:8]
+    dbs = [f"attnlab_bench_optuna_{tag}", f"attnlab_bench_mlflow_{tag}"]
+    base = str(sc.postgres).rstrip("/")
+    storage, uri = f"{base}/{dbs[0]}", f"{base}/{dbs[1]}"
+    _pg_databases(base, dbs, create=True)
+    try:
+        # Migrate both stores and create the experiment once, before any worker starts.
+        optuna.storages.RDBStorage(storage)
+        tracking.setup({"uri": uri, "artifact_dir": str(launch / "mlruns")}, experiment=str(sc.experiment))
+        extra = [f"hydra.sweeper.n_trials={int(sc.workers_trials)}", "train.threads=1",
+                 f"tracking.experiment={sc.experiment}", *[str(o) for o in sc.no_pruning_overrides]]
+        out: dict[str, Any] = {}
+        for k in (1, 2):
+            study = f"bench-workers-{k}"
+            cmd = _sweep_cmd(sc, study, storage, uri, launch, extra)
+            t = time.perf_counter()
+            procs = [subprocess.Popen(cmd, cwd=launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=_env(threads=1)) for _ in range(k)]
+            results = [p.communicate() for p in procs]
+            wall = time.perf_counter() - t
+            for p, (so, se) in zip(procs, results):
+                _check(subprocess.CompletedProcess(cmd, p.returncode, so, se), f"sweep worker ({k} workers)")
+            summ = _study_summary(study, storage)
+            n_done = summ["complete"] + summ["pruned"]
+            out[k] = {"wall_s": wall, "trials": n_done, "trials_per_hour": 3600.0 * n_done / wall, **summ}
+            print(f"[sweep] {k} worker(s): {wall:.0f}s for {n_done} trials", flush=True)
+        return out
+    finally:
+        _pg_databases(base, dbs, create=False)
+
+
 def run(cfg, quick: bool, tracking_uri: str | None) -> Result:
-    raise AttnlabError("sweep benchmark: the Optuna sweeper (hydra/sweeper=attnlab_optuna) is not available yet")
+    if importlib.util.find_spec("hydra_plugins.attnlab_optuna_sweeper") is None:
+        raise AttnlabError("sweep benchmark: the Optuna sweeper plugin hydra_plugins.attnlab_optuna_sweeper "
+                           "is not installed")
+    sc = cfg.sweep
+    with tempfile.TemporaryDirectory(prefix="attnlab-bench-sweep-") as tmp:
+        launch = Path(tmp)
+        pr = _pruning(sc, launch)
+        wk = _workers(sc, launch) if bool(sc.workers) else None
+    p, q = pr["pruning"], pr["no_pruning"]
+    time_ratio = p["wall_s"] / q["wall_s"]
+    best_diff = 100.0 * (p["best"] - q["best"])  # points of validation accuracy
+    metrics: dict[str, float] = {
+        "pruning_time_ratio": time_ratio, "pruning_best_diff_points": best_diff,
+        "pruning_wall_s": p["wall_s"], "no_pruning_wall_s": q["wall_s"],
+        "pruning_best": p["best"], "no_pruning_best": q["best"], "pruning_n_pruned": p["pruned"],
+    }
+    met = time_ratio <= 0.5 and best_diff >= -0.5  # a better best is no miss
+    figures = [("sweep: time with pruning / without", fmt_x(time_ratio), "<= 0.5x", time_ratio <= 0.5),
+               ("sweep: best val accuracy with pruning − without (points)", f"{best_diff:+.2f}", "within 0.5",
+                best_diff >= -0.5)]
+    rows = [[name, f"{v['wall_s']:.0f}", f"{v['best']:.4f}", v["complete"], v["pruned"], v["failed"]]
+            for name, v in (("with pruning (preset's pruner)", p), ("without pruning", q))]
+    overrides = " ".join(str(o) for o in sc.overrides)
+    parts = [
+        f"`attnlab train -m hparams_search={sc.preset}` with `{overrides}`, {sc.n_trials} trials each; the two sweeps "
+        "run at the same time, one thread each (one pair, not a median: a sweep takes minutes; the sweep that ends "
+        "first frees a core for the other, which favours the slower one). **Time with pruning / without: {fmt_x(time_ratio)}; best "
+        f"val accuracy {best_diff:+.2f} points** ({'target met' if met else 'target missed'}: <= 0.5x for a best "
+        "within 0.5 point).",
+        table(["sweep", "wall s", "best val_accuracy", "complete", "pruned", "failed"], rows),
+    ]
+    if wk is not None:
+        rate = wk[2]["trials_per_hour"] / wk[1]["trials_per_hour"]
+        metrics.update({"workers_rate_ratio": rate, "workers1_trials_per_hour": wk[1]["trials_per_hour"],
+                        "workers2_trials_per_hour": wk[2]["trials_per_hour"]})
+        figures.append(("sweep: trials/hour, 2 workers / 1 worker (PostgreSQL, 1 thread each)", fmt_x(rate),
+                        ">= 1.6x", rate >= 1.6))
+        parts += [
+            f"Workers: {sc.workers_trials} trials per study, PostgreSQL for the Optuna storage and the MLflow backend, "
+            f"one thread per worker, no pruning. **2 workers / 1 worker: {fmt_x(rate)} trials per hour.** The machine "
+            f"has {os.cpu_count()} cores shared with other users: this ratio is noisy.",
+            table(["workers", "wall s", "trials", "trials/hour"],
+                  [[k, f"{v['wall_s']:.0f}", v["trials"], f"{v['trials_per_hour']:.0f}"] for k, v in wk.items()]),
+        ]
+        print(f"[sweep] 2/1 workers {rate:.2f}x", flush=True)
+    print(f"[sweep] pruning time {time_ratio:.2f}x, best {best_diff:+.2f} points", flush=True)
+    params = {"preset": str(sc.preset), "n_trials": int(sc.n_trials), "overrides": [str(o) for o in sc.overrides],
+              "workers_trials": int(sc.workers_trials), "workers": bool(sc.workers)}
+    return Result("sweep", params, metrics, figures, "\n\n".join(parts))
