@@ -44,7 +44,15 @@ def sweep_runs(uri: str):
     return client, parents, children
 
 
-def write_preset(conf_dir: Path, name: str, pruner: str, n_trials: int, extra: str = "") -> None:
+LR_AND_SEED = """\
+      # 1e-6 cannot learn in 3 epochs; 1e-2 can: the pruner should stop the former.
+      train.learning_rate: {type: categorical, choices: [0.01, 1.0e-6]}
+      seed: {type: categorical, choices: [0, 1]}
+"""
+
+
+def write_preset(conf_dir: Path, name: str, pruner: str, n_trials: int, extra: str = "", params: str = LR_AND_SEED,
+                 grid_seed: int = 0, epochs: int = 3) -> None:
     """A preset in an extra config dir (hydra.searchpath), like a user's own search."""
     (conf_dir / "hparams_search").mkdir(parents=True, exist_ok=True)
     (conf_dir / "hparams_search" / f"{name}.yaml").write_text(f"""# @package _global_
@@ -53,19 +61,16 @@ defaults:
 model: {{max_len: 24, max_tokens: 600, embedding_dim: 16, embedding_dropout: 0.0,
         encoder: {{units: 8}}, attention: {{units: 16}}, head: {{dropout: 0.0}}}}
 data: {{n_train: 200, n_val: 100, n_test: 50, vocab_size: 100, min_len: 5, max_len: 20}}
-train: {{epochs: 3, batch_size: 32, early_stopping: {{patience: 10}}}}
+train: {{epochs: {epochs}, batch_size: 32, early_stopping: {{patience: 10}}}}
 tracking: {{n_attention_examples: 0, log_model: false}}
 hydra:
   sweeper:
     n_trials: {n_trials}
     study_name: {name}
-    sampler: {{type: grid, seed: 0}}
+    sampler: {{type: grid, seed: {grid_seed}}}
     pruner: {pruner}
     params:
-      # 1e-6 cannot learn in 3 epochs; 1e-2 can: the pruner should stop the former.
-      train.learning_rate: {{type: categorical, choices: [0.01, 1.0e-6]}}
-      seed: {{type: categorical, choices: [0, 1]}}
-{extra}""")
+{params}{extra}""")
 
 
 # ---------------------------------------------------------------- discovery and validation
@@ -263,6 +268,25 @@ def test_without_pruner_every_trial_runs_all_epochs(tmp_path):
     study, children = _prune_sweep(tmp_path, "prune_none", "{type: none}")
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert sum(c.data.metrics["epochs_completed"] for c in children) == 12
+
+
+def test_a_trial_that_raises_is_fail_and_the_sweep_goes_on(tmp_path):
+    """Trial 0 monitors a metric Keras never logs (its pruning callback raises): FAIL in Optuna,
+    FAILED in MLflow with the error; trial 1 (grid seed 1 puts it second) completes."""
+    from optuna.trial import TrialState
+
+    write_preset(tmp_path / "conf", "fails", "{type: none}", 1, grid_seed=1, epochs=1,
+                 params="      train.early_stopping.monitor: {type: categorical, choices: [val_nope, val_accuracy]}\n")
+    proc = run_cli(["train", "-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "hparams_search=fails"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_study(f"sqlite:///{tmp_path / 'optuna.db'}", "fails")
+    states = [(t.params["train.early_stopping.monitor"], t.state) for t in study.trials]
+    assert states == [("val_nope", TrialState.FAIL), ("val_accuracy", TrialState.COMPLETE)]
+    client, parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    failed = client.get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert failed.info.status == "FAILED" and "val_nope" in failed.data.tags["attnlab.error"]
+    assert failed.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert parents[0].data.metrics["n_failed"] == 1 and parents[0].info.status == "FINISHED"
 
 
 # ---------------------------------------------------------------- PostgreSQL: workers, crash
