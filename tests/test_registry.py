@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from attnlab.predict import _tracking
+from attnlab.registry import tracking_scope
 from conftest import run_cli
 from tiny_store import tiny_store
 
@@ -14,6 +16,15 @@ def _client(uri: str):
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(autouse=True)
+def unrelated_global_store(tmp_path):
+    """MLflow's global URI points at another (empty) store during each test: register must use
+    --tracking-uri for everything (the registry resolves a version's models:/m-... source
+    through the global URI, which once made registering into PostgreSQL fail)."""
+    with tracking_scope(f"sqlite:///{tmp_path / 'unrelated.db'}"):
+        yield
 
 
 def _cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -47,8 +58,11 @@ def test_register_load_by_alias_and_predict_then_idempotent(capsys):
 
     _, uri, run_id = tiny_store()
     args = ["register", "--experiment", "attnlab", "--name", "reg-flow", "--tracking-uri", uri]
+    env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     rc, out, err = _cli(args, capsys)
     assert rc == 0, err
+    # --tracking-uri is used for this command only: nothing leaks to later code or child processes
+    assert {k: os.environ.get(k) for k in env_before} == env_before
     assert f"registered reg-flow version 1 (run {run_id}" in out
     client = _client(uri)
     mv = client.get_model_version_by_alias("reg-flow", "champion")
@@ -59,7 +73,7 @@ def test_register_load_by_alias_and_predict_then_idempotent(capsys):
     assert float(mv.tags["test_accuracy"]) == pytest.approx(run.data.metrics["test_accuracy"], rel=1e-5)
     assert mv.tags["attnlab.selected_by"] == "val_accuracy (max)"
 
-    with _tracking(uri):  # set for the block only: a leaked MLFLOW_TRACKING_URI would redirect later tests
+    with tracking_scope(uri):  # set for the block only: a leaked MLFLOW_TRACKING_URI would redirect later tests
         model = mlflow.pyfunc.load_model("models:/reg-flow@champion")
         same = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     texts = ["w1 w2 w3 w4", "w7 w8", "w3"]

@@ -64,6 +64,7 @@ def test_mlflow_models_serve_answers_with_labels_and_attention(tmp_path, capsys)
     bin_dir = str(Path(sys.executable).parent)
     # `--env-manager local` starts uvicorn from PATH: the venv's bin must be on it.
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
+    env.pop("MLFLOW_REGISTRY_URI", None)  # as documented: the registry is the tracking store
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(

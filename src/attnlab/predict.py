@@ -14,16 +14,14 @@ Defaults live in ``conf/registry/default.yaml``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import math
-import os
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from attnlab.errors import AttnlabError, ConfigError, DataError
 
@@ -49,28 +47,6 @@ class Prediction:
                 "top_tokens": [[t, w] for t, w in self.top(k)]}
 
 
-@contextlib.contextmanager
-def _tracking(uri: str) -> Iterator[None]:
-    """MLflow's global tracking/registry URI set to ``uri`` for the block, then put back
-    (``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which would leak into
-    whatever runs next in this process)."""
-    import mlflow
-
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    old_t, old_r = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(old_t)
-        mlflow.set_registry_uri(old_r)
-        if env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env
-
-
 # How MLflow loads a model logged from code (attnlab's pyfunc_model.py); a pickled pyfunc has
 # loader_module mlflow.pyfunc.model and a `python_model` (cloudpickle) file instead.
 _CODE_MODEL_LOADER = "mlflow.pyfunc.loaders.code_model"
@@ -90,14 +66,14 @@ def load(model_uri: str, tracking_uri: str | None = None) -> Any:
     import mlflow.models
     import mlflow.pyfunc
 
-    from attnlab.registry import client_for, short, tracking_uri as resolve
+    from attnlab.registry import client_for, short, tracking_scope, tracking_uri as resolve
 
     if not model_uri:
         raise ConfigError("--model is empty; give a model URI such as models:/attnlab@champion")
     uri = resolve(tracking_uri)
     client_for(uri)  # sets the fail-fast HTTP defaults
     try:
-        with _tracking(uri), warnings.catch_warnings():
+        with tracking_scope(uri), warnings.catch_warnings():
             # Read the MLmodel file first: a pyfunc pickled with cloudpickle (any model not logged
             # by attnlab) would run arbitrary code while loading, so it is refused before that.
             flavor = (mlflow.models.get_model_info(model_uri).flavors or {}).get("python_function") or {}

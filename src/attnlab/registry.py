@@ -16,11 +16,13 @@ Defaults live in ``conf/registry/default.yaml`` (null keys follow ``conf/trackin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from attnlab.errors import AttnlabError, ConfigError
 
@@ -58,8 +60,6 @@ def tracking_uri(uri: str | None) -> str:
 
 
 def client_for(uri: str):
-    import os
-
     # An unreachable tracking server should fail in seconds, not after minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -73,6 +73,39 @@ def short(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc)
     line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), type(exc).__name__)
     return line[:300]
+
+
+@contextlib.contextmanager
+def tracking_scope(uri: str) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs set to ``uri`` for the block, then put back
+    exactly as they were (module state and the environment variables).
+
+    Needed besides an explicit client: loading ``models:/``/``runs:/`` URIs, and the registry
+    resolving a ``models:/m-<id>`` version source, read the *global* URIs. Restoring matters:
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export ``MLFLOW_TRACKING_URI`` /
+    ``MLFLOW_REGISTRY_URI``, which later code and child processes (``mlflow models serve``)
+    would otherwise inherit."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {k: os.environ.get(k) for k in names}
+    # The explicitly set values (None when unset), not get_*_uri()'s resolved defaults.
+    old_t = getattr(tracking_utils, "_tracking_uri", None)
+    old_r = getattr(registry_utils, "_registry_uri", None)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_t)
+        mlflow.set_registry_uri(old_r)
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def check_selection(metric: str, mode: str) -> None:
@@ -273,15 +306,16 @@ def register(
             if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise AttnlabError(f"cannot create registered model {name!r} in {uri}: {short(e)}") from e
         where = f", filter {filter_string!r}" if filter_string else ""
-        mv = client.create_model_version(
-            name,
-            source=sel.model.model_uri,
-            run_id=run_id,
-            model_id=sel.model.model_id,
-            tags=_version_tags(sel.run, metric, mode, experiment),
-            description=(f"best of {sel.counts['with_metric']} finished run(s) in experiment {experiment!r} by "
-                         f"{metric} ({mode}{where}): {variant}"),
-        )
+        with tracking_scope(uri):  # the registry looks the logged model up in the *global* store
+            mv = client.create_model_version(
+                name,
+                source=sel.model.model_uri,
+                run_id=run_id,
+                model_id=sel.model.model_id,
+                tags=_version_tags(sel.run, metric, mode, experiment),
+                description=(f"best of {sel.counts['with_metric']} finished run(s) in experiment {experiment!r} by "
+                             f"{metric} ({mode}{where}): {variant}"),
+            )
         created = True
     client.set_registered_model_alias(name, alias, str(mv.version))
     verb = "registered" if created else "reused"
