@@ -18,8 +18,14 @@ def _client(uri: str):
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+@pytest.fixture(scope="module")
+def store():
+    """Trained before any test's capsys starts, so training's chatter stays out of the checked output."""
+    return tiny_store()
+
+
 @pytest.fixture(autouse=True)
-def unrelated_global_store(tmp_path):
+def unrelated_global_store(store, tmp_path):
     """MLflow's global URI points at another (empty) store during each test: register must use
     --tracking-uri for everything (the registry resolves a version's models:/m-... source
     through the global URI, which once made registering into PostgreSQL fail)."""
@@ -51,12 +57,12 @@ def _fake_run(client, exp_id: str, status: str, metrics: dict[str, float], varia
     return rid
 
 
-def test_register_load_by_alias_and_predict_then_idempotent(capsys):
+def test_register_load_by_alias_and_predict_then_idempotent(store, capsys):
     """The issue's flow: a tiny trained run is registered, loads by alias, predicts raw texts;
     registering again with nothing better changes nothing."""
     import mlflow
 
-    _, uri, run_id = tiny_store()
+    _, uri, run_id = store
     args = ["register", "--experiment", "attnlab", "--name", "reg-flow", "--tracking-uri", uri]
     env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     rc, out, err = _cli(args, capsys)
@@ -92,8 +98,8 @@ def test_register_load_by_alias_and_predict_then_idempotent(capsys):
     assert len(client.search_model_versions("name = 'reg-flow'")) == 1
 
 
-def test_selection_skips_unfinished_and_modelless_runs_and_moves_the_alias(capsys):
-    _, uri, _ = tiny_store()
+def test_selection_skips_unfinished_and_modelless_runs_and_moves_the_alias(store, capsys):
+    _, uri, _ = store
     client = _client(uri)
     exp = client.create_experiment("selection")
     base = _fake_run(client, exp, "FINISHED", {"val_accuracy": 0.70, "val_loss": 0.50, "test_accuracy": 0.99},
@@ -131,8 +137,8 @@ def test_selection_skips_unfinished_and_modelless_runs_and_moves_the_alias(capsy
     assert str(client.get_model_version_by_alias("sel", "champion").version) == "1"
 
 
-def test_register_without_a_finished_run_exits_nonzero_with_one_line(tmp_path):
-    _, uri, _ = tiny_store()
+def test_register_without_a_finished_run_exits_nonzero_with_one_line(store, tmp_path):
+    _, uri, _ = store
     client = _client(uri)
     exp = client.create_experiment("nothing-finished")
     _fake_run(client, exp, "FAILED", {"val_accuracy": 0.9}, "failed", True)
@@ -152,17 +158,18 @@ def test_register_without_a_finished_run_exits_nonzero_with_one_line(tmp_path):
         (["--filter", "params.`model.attention.scale` = 'nope'"],
          "error: no run qualifies: 0 run(s) matching --filter"),
         (["--alias", "v3"], "error: --alias 'v3' is reserved by MLflow"),
+        (["--mode", "best"], "error: argument --mode: invalid choice: 'best'"),  # argparse, one line too
     ],
 )
-def test_register_bad_arguments_one_line(extra, message, capsys):
-    _, uri, _ = tiny_store()
+def test_register_bad_arguments_one_line(store, extra, message, capsys):
+    _, uri, _ = store
     rc, out, err = _cli(["register", "--tracking-uri", uri, *extra], capsys)
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
 
 
-def test_register_unknown_metric_names_the_available_ones(capsys):
-    _, uri, _ = tiny_store()
+def test_register_unknown_metric_names_the_available_ones(store, capsys):
+    _, uri, _ = store
     rc, out, err = _cli(["register", "--tracking-uri", uri, "--metric", "val_acc"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "0 with metric 'val_acc'" in err and "their validation metrics: " in err

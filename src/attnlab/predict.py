@@ -235,7 +235,9 @@ def write_html(preds: Sequence[Prediction], path: Path, model_uri: str, max_len:
 
 
 def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from attnlab.registry import OneLineParser
+
+    p = OneLineParser(
         prog="attnlab predict",
         description="Predict raw texts with a logged attnlab model: label, class probabilities and the most "
                     "attended tokens, optionally as an HTML page or heatmap PNGs.",

@@ -324,8 +324,15 @@ def register(
                    f"alias {alias} -> version {mv.version}")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line ConfigErrors (the CLI prints ``error: ...``, exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="attnlab register",
         description="Register the model of the best FINISHED run (by a validation metric) and point an alias at it. "
                     "Running it again with nothing better changes nothing.",
