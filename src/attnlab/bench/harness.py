@@ -92,8 +92,8 @@ def run(cfg, quick: bool, tracking_uri: str | None) -> Result:
     labels = {
         "time_setup": "set-up (runtime, MLflow store/experiment)", "time_data": "data loading",
         "time_build": "vectorizer adapt + build + compile", "time_fit": "fit (harness: + MLflow per-epoch, early stopping)",
-        "time_eval": "evaluation (harness: val+test predict + sklearn; plain: evaluate test)",
-        "time_attention": "attention metrics over val + heatmaps + maps.npz",
+        "time_eval": "evaluation (harness: val+test predictions, attention metrics, sklearn; plain: evaluate test)",
+        "time_attention": "heatmaps + maps.npz + final metrics logged",
         "time_log_model": "log pyfunc model (.keras save + MLflow model)",
     }
     metrics: dict[str, float] = {"overhead_ratio": ratio, "overhead_ratio_min": lo, "overhead_ratio_max": hi,
