@@ -1,6 +1,6 @@
 """The attnlab Optuna sweeper: discovery, validation, sweep + resume, pruning, PostgreSQL workers, crash.
 
-Trials are tiny (synthetic data, TINY-sized model, 2-3 epochs); sweeps run through the real
+Trials are tiny (synthetic data, TINY-sized model, 1-3 epochs); sweeps run through the real
 CLI in temporary directories, as a user launches them.
 """
 
@@ -18,8 +18,8 @@ import pytest
 from conftest import ATTNLAB, compose, run_cli
 
 STUDY = "attnlab-synthetic_small"
-# On top of the synthetic_small preset: fewer examples and epochs, no heatmaps.
-FAST = ["data.n_train=200", "data.n_val=100", "data.n_test=50", "train.epochs=2", "tracking.n_attention_examples=0"]
+# On top of the synthetic_small preset: fewer examples, one epoch, no heatmaps (~5 s CPU a trial).
+FAST = ["data.n_train=200", "data.n_val=100", "data.n_test=50", "train.epochs=1", "tracking.n_attention_examples=0"]
 
 
 def sweep(cwd: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def sweep_runs(uri: str):
 
 
 LR_AND_SEED = """\
-      # 1e-6 cannot learn in 3 epochs; 1e-2 can: the pruner should stop the former.
+      # 1e-6 cannot learn in 2 epochs; 1e-2 can: the pruner should stop the former.
       train.learning_rate: {type: categorical, choices: [0.01, 1.0e-6]}
       seed: {type: categorical, choices: [0, 1]}
 """
@@ -136,6 +136,9 @@ def test_samplers_and_pruners_are_built_and_checked():
     assert isinstance(make_sampler({"type": "random", "seed": 1}, d, 0), optuna.samplers.RandomSampler)
     grid = make_sampler({"type": "grid", "seed": 1}, d, 0)
     assert isinstance(grid, optuna.samplers.GridSampler) and len(grid._all_grids) == 6
+    # A trial's grid_id must name the same point whatever the trial count or worker.
+    assert make_sampler({"type": "grid", "seed": 1}, d, 5)._all_grids == grid._all_grids
+    assert make_sampler({"type": "grid", "seed": None}, d, 3)._all_grids == make_sampler({"type": "grid", "seed": None}, d, 4)._all_grids
     assert isinstance(make_pruner({"type": "successive_halving", "reduction_factor": 2}),
                       optuna.pruners.SuccessiveHalvingPruner)
     assert isinstance(make_pruner({"type": "none"}), optuna.pruners.NopPruner)
@@ -166,6 +169,12 @@ def test_cli_bad_search_space_one_line_error_before_any_trial(tmp_path):
     proc = run_cli(["train", "-m", "hparams_search=synthetic_small",
                     "+hydra.sweeper.params={model.atention.units: {type: categorical, choices: [8]}}"], cwd=tmp_path)
     assert proc.returncode == 2 and "hydra.sweeper.params.model.atention.units: no such config key" in proc.stderr, proc.stderr[-2000:]
+    proc = run_cli(["train", "-m", "hparams_search=synthetic_small",
+                    "+hydra.sweeper.params={model.attention.mask: {type: categorical, choices: [keys, sideways]}}"],
+                   cwd=tmp_path)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith(
+        "error: hydra.sweeper.params.model.attention.mask: value 'sideways' does not compose"), proc.stderr[-2000:]
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").rglob("*.log"))
 
@@ -178,7 +187,7 @@ def test_sweep_resume_to_six_trials_one_parent(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    p1 = sweep(tmp_path, "hydra.sweeper.n_trials=3")
+    p1 = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.plots=false")
     assert p1.returncode == 0, p1.stderr[-3000:]
     first = {t.number: (t.params, t.value, t.state) for t in load_study(url).trials}
     assert len(first) == 3
@@ -225,7 +234,7 @@ def test_sweep_resume_to_six_trials_one_parent(tmp_path):
 # ---------------------------------------------------------------- pruning
 
 def _prune_sweep(tmp_path: Path, name: str, pruner: str):
-    write_preset(tmp_path / "conf", name, pruner, 4)
+    write_preset(tmp_path / "conf", name, pruner, 4, epochs=2)
     d = tmp_path / name
     d.mkdir()
     proc = run_cli(["train", "-m", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hparams_search={name}"], cwd=d)
@@ -239,7 +248,7 @@ def _prune_sweep(tmp_path: Path, name: str, pruner: str):
 def test_pruning_stops_hopeless_trials_and_saves_epochs(tmp_path):
     """lr=1e-6 cannot learn: the median pruner stops it after one epoch.
 
-    Without pruning every trial runs all 3 epochs (patience 10 cannot stop it earlier): 12 in
+    Without pruning every trial runs both epochs (patience 10 cannot stop it earlier): 8 in
     total, measured side by side in test_without_pruner_every_trial_runs_all_epochs (slow).
     """
     from optuna.trial import TrialState
@@ -256,9 +265,9 @@ def test_pruning_stops_hopeless_trials_and_saves_epochs(tmp_path):
         assert run.data.tags["attnlab.pruned_at_epoch"] == "1" and run.data.metrics["epochs_completed"] == 1
         assert "test_accuracy" not in run.data.metrics  # a pruned trial never touches test data
     for t in complete:
-        assert run_of[t.user_attrs["mlflow_run_id"]].data.metrics["epochs_completed"] == 3
+        assert run_of[t.user_attrs["mlflow_run_id"]].data.metrics["epochs_completed"] == 2
     total = sum(c.data.metrics["epochs_completed"] for c in children)
-    assert total == 3 * len(complete) + len(pruned) < 12
+    assert total == 2 * len(complete) + len(pruned) < 8
 
 
 @pytest.mark.slow
@@ -267,7 +276,7 @@ def test_without_pruner_every_trial_runs_all_epochs(tmp_path):
 
     study, children = _prune_sweep(tmp_path, "prune_none", "{type: none}")
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    assert sum(c.data.metrics["epochs_completed"] for c in children) == 12
+    assert sum(c.data.metrics["epochs_completed"] for c in children) == 8
 
 
 def test_a_trial_that_raises_is_fail_and_the_sweep_goes_on(tmp_path):

@@ -146,6 +146,7 @@ def make_sampler(cfg: Mapping[str, Any] | None, dists: Mapping[str, BaseDistribu
     seed = cfg.pop("seed", None)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"hydra.sweeper.sampler.seed={seed!r}: must be an integer or null")
+    cfg_seed = seed
     seed = None if seed is None else (seed + seed_offset) % (2**32)
     all_ = (optuna.samplers.TPESampler, optuna.samplers.RandomSampler, optuna.samplers.GridSampler)
     if kind == "tpe":
@@ -153,6 +154,9 @@ def make_sampler(cfg: Mapping[str, Any] | None, dists: Mapping[str, BaseDistribu
     if kind == "random":
         return _construct("sampler", optuna.samplers.RandomSampler, cfg, all_, seed=seed)
     if kind == "grid":
+        # No offset, and never unseeded: GridSampler shuffles its grid with the seed, and a
+        # trial's stored grid_id names the same point only under the same seed (every worker).
+        seed = cfg_seed if cfg_seed is not None else 0
         return _construct("sampler", optuna.samplers.GridSampler, cfg, all_, search_space=grid_space(dists), seed=seed)
     raise ConfigError(f"hydra.sweeper.sampler.type={kind!r}: unknown sampler; choose {', '.join(SAMPLERS)}")
 
