@@ -71,8 +71,8 @@ def load(model_uri: str, tracking_uri: str | None = None) -> Any:
     if not model_uri:
         raise ConfigError("--model is empty; give a model URI such as models:/attnlab@champion")
     uri = resolve(tracking_uri)
-    client_for(uri)  # sets the fail-fast HTTP defaults
     try:
+        client_for(uri)  # sets the fail-fast HTTP defaults (and fails on a malformed URI)
         with tracking_scope(uri), warnings.catch_warnings():
             # Read the MLmodel file first: a pyfunc pickled with cloudpickle (any model not logged
             # by attnlab) would run arbitrary code while loading, so it is refused before that.

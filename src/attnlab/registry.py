@@ -264,11 +264,11 @@ def register(
     if alias.lower() == "latest" or (alias[:1] in "vV" and alias[1:].isdigit()):
         raise ConfigError(f"--alias {alias!r} is reserved by MLflow ('latest', 'v<number>'); pick another")
     uri = tracking_uri(uri)
-    client = client_for(uri)
     try:
+        client = client_for(uri)
         exp = client.get_experiment_by_name(experiment)
-    except MlflowException as e:
-        raise AttnlabError(f"tracking uri {uri}: {short(e)}") from e
+    except Exception as e:  # noqa: BLE001 - unreachable server or database, bad URI: one user problem
+        raise AttnlabError(f"tracking uri {uri}: cannot use the MLflow store ({short(e)})") from e
     if exp is None or exp.lifecycle_stage == "deleted":
         names = sorted(e.name for e in client.search_experiments())
         raise AttnlabError(f"no experiment named {experiment!r} in {uri} (experiments: {', '.join(names) or 'none'})")
@@ -289,7 +289,7 @@ def register(
         if held is not None and math.isfinite(held) and (held >= sel.value if mode == "max" else held <= sel.value):
             same = current.run_id == run_id
             why = ("it already points at the best run" if same else
-                   f"it holds run {current.run_id} with {metric}={held:.4f}, as good as the best candidate "
+                   f"it holds run {current.run_id} with {metric}={held:.4f}, at least as good as the best candidate "
                    f"{run_id} ({metric}={sel.value:.4f}); --force moves it anyway")
             return Outcome(name, alias, str(current.version), current.run_id, metric, float(held), False, False,
                            f"unchanged: {name}@{alias} is version {current.version}; {why}")
