@@ -1,0 +1,36 @@
+#!/bin/bash
+# Every command behind the numbers in experiments/, in the order they ran (2026-11-25,
+# 20:51-22:35 UTC, 2-core CPU shared with five other engineers, one training at a time).
+# Training ran from a frozen copy of commit 317a7d2 (report: commit 0acab75 or later);
+# paste from the repository root with the project's venv active.
+set -euo pipefail
+export MLFLOW_TRACKING_URI=sqlite:////work/runs/mlflow.db   # a store outside the repository
+cd /work/runs                                               # artifacts go to ./mlruns here
+Q="tracking.log_model=false tracking.n_attention_examples=2" # saves time and disk per run
+T="data=trec model.max_len=40"   # TREC's longest question has 37 tokens: 40 truncates nothing
+
+# 1. Step 1: the default configuration as shipped (experiment `attnlab`)
+attnlab train data=trec $Q
+attnlab train data=mr data.fold=0 $Q
+
+# 2. Tuning on validation data only (experiment `tuning`, see tuning.md)
+C="$T tracking.experiment=tuning tracking.log_model=false tracking.n_attention_examples=0"
+attnlab train -m $C model.pooling.type=mean,max
+attnlab train $C train.learning_rate=0.002
+attnlab train $C model.embedding_dim=300
+attnlab train $C model.encoder.units=128
+attnlab train $C model.pooling.type=max model.embedding_dropout=0.5
+attnlab train -m $C seed=1 model.embedding_dim=128,300
+
+# 3. The default configuration on MR: 10-fold cross-validation (experiment `baseline`)
+attnlab train -m data=mr 'data.fold=range(10)' seed=0 tracking.experiment=baseline $Q
+# TREC: the default configuration's runs are the pooling ablation's `pool=mean` runs below.
+
+# 4. Ablations on TREC (experiments `ablation-pooling`, `ablation-scale`), one seed at a time
+for s in 0 1 2; do attnlab train -m experiment=pooling $T seed=$s $Q; done
+for s in 0 1 2; do attnlab train -m experiment=scale $T model.attention.units=128 seed=$s $Q; done
+
+# 5. Reports and the baseline table
+attnlab report pooling --data trec --out experiments/pooling/trec
+attnlab report scale --data trec --out experiments/scale/trec
+python experiments/baselines.py
