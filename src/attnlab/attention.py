@@ -77,14 +77,17 @@ def attention_metrics(
 def tokens_for(texts: Sequence[str], ids: np.ndarray, vocab: Sequence[str], lowercase: bool = True) -> list[list[str]]:
     """Readable tokens per text, aligned with the non-padding ids.
 
-    Uses the text's own whitespace tokens when they line up with the ids (so OOV words
-    keep their spelling), else the vocabulary entries (``[UNK]`` for OOV).
+    Uses the text's own whitespace tokens when they provably line up with the ids (each
+    id is that word or ``[UNK]``), so OOV words keep their spelling; otherwise (e.g. a
+    standardizer that strips punctuation-only tokens) the vocabulary entries.
     """
     out = []
     for text, row in zip(texts, np.asarray(ids)):
         n = int((row != 0).sum())
-        raw = (text.lower() if lowercase else text).split()[: len(row)]
-        out.append(raw[:n] if len(raw) >= n else [vocab[int(t)] if int(t) < len(vocab) else "?" for t in row[:n]])
+        from_vocab = [vocab[int(t)] if int(t) < len(vocab) else "?" for t in row[:n]]
+        raw = (text.lower() if lowercase else text).split()[:n]
+        aligned = len(raw) == n and all(v in (w, "[UNK]") for w, v in zip(raw, from_vocab))
+        out.append(raw if aligned else from_vocab)
     return out
 
 
@@ -108,6 +111,9 @@ def plot_heatmap(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # "$" would start matplotlib mathtext (an unbalanced one fails to draw): texts are literal.
+    tokens = [str(t).replace("$", r"\$") for t in tokens]
+    title = title.replace("$", r"\$")
     w = np.asarray(weights)
     if w.ndim == 3:
         w = w.mean(axis=0)

@@ -122,14 +122,9 @@ def predict_texts(model: Any, texts: Sequence[str], batch_size: int = 256, png_d
             out.append(pred)
             if png_dir is not None and toks:
                 n = start + len(out)
-                # "$" would start matplotlib mathtext (and an unbalanced one fails to draw).
-                plot_heatmap(raw["weights"][i], [_no_math(t) for t in toks], png_dir / f"{n:04d}.png",
-                             title=_no_math(f"#{n} {_clip(text, 60)}\npred={pred.label} ({max(probs):.2f})"))
+                plot_heatmap(raw["weights"][i], toks, png_dir / f"{n:04d}.png",
+                             title=f"#{n} {_clip(text, 60)}\npred={pred.label} ({max(probs):.2f})")
     return out
-
-
-def _no_math(text: str) -> str:
-    return text.replace("$", r"\$")
 
 
 def _clip(text: str, n: int) -> str:
