@@ -242,15 +242,21 @@ def _wait_for_epochs(directory: Path, proc: subprocess.Popen, n: int, timeout: f
 
 def test_sigint_during_fit_ends_run_killed_with_metrics(tmp_path):
     """Ctrl-C on a real `attnlab train`: exit 130, run KILLED, every finished epoch's metrics kept."""
-    sig = signal.SIGINT
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # faulthandler: if the child ever hangs after the signal, SIGABRT makes it print every
+    # thread's stack, so the failure says where.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [ATTNLAB, "train", *TINY, "train.epochs=500", "train.early_stopping.patience=1000", "tracking.log_model=false"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         run_id, seen = _wait_for_epochs(tmp_path, proc, 1)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"train still running 120 s after SIGINT; its stacks:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
