@@ -212,7 +212,13 @@ class AttnlabOptunaSweeper(Sweeper):
                 if trial.number != len(trials) and (self.cfg.get("sampler") or {}).get("type") != "grid":
                     # Another worker asked in between: seed by our trial's number, not theirs.
                     study.sampler = ss.make_sampler(self.cfg.get("sampler"), s["dists"], trial.number)
-                params = {k: _suggest(trial, k, d) for k, d in s["dists"].items()}
+                try:
+                    params = {k: _suggest(trial, k, d) for k, d in s["dists"].items()}
+                except ValueError as e:  # e.g. a categorical's choices changed since the study began
+                    _tell(study, trial, state=TrialState.FAIL)
+                    raise ConfigError(f"hydra.sweeper.params: {str(e).splitlines()[0]} (study {s['study_name']!r} "
+                                      f"was sampled with another search space; pick a new "
+                                      f"hydra.sweeper.study_name)") from e
                 ok = self._run_trial(study, trial, params, s, parent_id)
             failures = 0 if ok else failures + 1
             if failures >= int(self.cfg["max_consecutive_failures"]):
