@@ -297,11 +297,38 @@ def test_sigterm_during_fit_ends_run_killed_with_metrics(in_tmp, capsys, monkeyp
                      "tracking.log_model=false"])
     killer.join(5)
     assert code == 130
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    # the handlers are gone after the run
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     (run,) = runs(in_tmp)
     assert run.info.status == "KILLED" and run.data.tags["attnlab.status"] == "KILLED"
     hist = mlflow_client(in_tmp).get_metric_history(run.info.run_id, "val_accuracy")
     assert 1 <= len(hist) < 500 and sorted(h.step for h in hist) == list(range(len(hist)))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_a_store_write_waits_for_it(sig, in_tmp):
+    """A signal inside `deferred_interrupts` (an MLflow/Optuna write) is raised when the write
+    is done, never in the middle of it; the run still ends KILLED with what was logged."""
+    import mlflow
+
+    from attnlab import tracking
+
+    exp_id = tracking.setup({"uri": f"sqlite:///{in_tmp / 'mlflow.db'}", "experiment": "attnlab",
+                             "artifact_dir": str(in_tmp / "mlruns")})
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.run_lifecycle(exp_id, "deferred") as run:
+            with tracking.deferred_interrupts():
+                os.kill(os.getpid(), sig)
+                time.sleep(0.2)  # the handler has run by now: it must not have raised
+                mlflow.log_metric("written", 1.0)
+                done.append(True)
+            done.append("not reached")
+    assert done == [True]
+    (r,) = runs(in_tmp)
+    assert r.info.run_id == run.info.run_id and r.info.status == "KILLED"
+    assert r.data.metrics["written"] == 1.0
 
 
 # ----------------------------------------------------------------------------- nothing lost

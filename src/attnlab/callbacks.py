@@ -7,6 +7,8 @@ from typing import Any
 
 import keras
 
+from attnlab.tracking import deferred_interrupts
+
 
 class MLflowMetrics(keras.callbacks.Callback):
     """Logs every Keras log value at the end of each epoch (step = epoch index)."""
@@ -22,7 +24,8 @@ class MLflowMetrics(keras.callbacks.Callback):
         values = {k: v for k, v in values.items() if math.isfinite(v)}
         self.epochs_completed = epoch + 1
         values["epoch"] = float(epoch + 1)
-        mlflow.log_metrics(values, step=epoch)
+        with deferred_interrupts():  # Ctrl-C waits for the write, then stops the run
+            mlflow.log_metrics(values, step=epoch)
 
 
 class OptunaPruning(keras.callbacks.Callback):
@@ -42,7 +45,9 @@ class OptunaPruning(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None:
             raise KeyError(f"pruning monitor {self.monitor!r} not in Keras logs {sorted(logs or {})}")
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
+        with deferred_interrupts():
+            self.trial.report(float(value), step=epoch)
+            prune = self.trial.should_prune()
+        if prune:
             self.pruned_at_epoch = epoch + 1
             self.model.stop_training = True

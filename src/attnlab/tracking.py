@@ -100,21 +100,51 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM turned into an exception so the run can be closed as KILLED."""
 
 
+# A signal that arrives during a store write (MLflow, Optuna) is held back until the write is
+# done: an exception raised inside a database call can leave its connection pool locked, and
+# then the run could not be closed.
+_defer: dict[str, Any] = {"depth": 0, "pending": None}
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    return _Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Inside the block, SIGINT/SIGTERM (under :func:`sigterm_as_interrupt`) wait for its end."""
+    _defer["depth"] += 1
+    try:
+        yield
+    finally:
+        _defer["depth"] -= 1
+        if _defer["depth"] == 0 and _defer["pending"] is not None:
+            signum, _defer["pending"] = _defer["pending"], None
+            raise _interrupt(signum)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM raises :class:`KeyboardInterrupt` (main thread only)."""
+    """Inside the block SIGTERM raises :class:`KeyboardInterrupt` like SIGINT, both held back
+    during :func:`deferred_interrupts` (main thread only; a custom SIGINT handler is kept)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _handler(signum, frame):  # noqa: ARG001
-        raise _Terminated(f"signal {signum}")
+        if _defer["depth"]:
+            _defer["pending"] = signum
+            return
+        raise _interrupt(signum)
 
-    previous = signal.signal(signal.SIGTERM, _handler)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _handler)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -146,27 +176,32 @@ def run_lifecycle(
         parent_run_id=parent_run_id,
     )
     status = "FAILED"
-    try:
-        with sigterm_as_interrupt():
+    # The handlers stay installed while the run is closed, and the closing writes hold a
+    # second Ctrl-C back, so a run is never left RUNNING by an impatient user.
+    with sigterm_as_interrupt():
+        try:
             yield run
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        _safe(mlflow.set_tag, STATUS_TAG, "KILLED")
-        raise
-    except BaseException as e:
-        if type(e).__name__ == "TrialPruned":
+            status = "FINISHED"
+        except KeyboardInterrupt:
             status = "KILLED"
-            _safe(mlflow.set_tag, STATUS_TAG, "PRUNED")
-        else:
-            _safe(mlflow.set_tag, STATUS_TAG, "FAILED")
-            _safe(mlflow.set_tag, ERROR_TAG, f"{type(e).__name__}: {e}"[:5000])
-        raise
-    finally:
-        if status == "FINISHED":
-            _safe(mlflow.set_tag, STATUS_TAG, "FINISHED")
-        # end_run itself must not hide the original error.
-        _safe(mlflow.end_run, status)
+            with deferred_interrupts():
+                _safe(mlflow.set_tag, STATUS_TAG, "KILLED")
+            raise
+        except BaseException as e:
+            with deferred_interrupts():
+                if type(e).__name__ == "TrialPruned":
+                    status = "KILLED"
+                    _safe(mlflow.set_tag, STATUS_TAG, "PRUNED")
+                else:
+                    _safe(mlflow.set_tag, STATUS_TAG, "FAILED")
+                    _safe(mlflow.set_tag, ERROR_TAG, f"{type(e).__name__}: {e}"[:5000])
+            raise
+        finally:
+            with deferred_interrupts():
+                if status == "FINISHED":
+                    _safe(mlflow.set_tag, STATUS_TAG, "FINISHED")
+                # end_run itself must not hide the original error.
+                _safe(mlflow.end_run, status)
 
 
 def _safe(fn, *args, **kwargs) -> None:
