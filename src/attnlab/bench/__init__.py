@@ -96,7 +96,7 @@ def write_summary(out: Path) -> Path:
         "Every figure is a ratio of two things measured in the same run, interleaved, median of the "
         "per-repeat ratios after warm-up: never an absolute time. Rerun with `make bench` "
         "(= `attnlab bench all`), one benchmark with `attnlab bench NAME`; sizes in `conf/bench/default.yaml`.",
-        table(["benchmark", "figure", "value", "target", "target"], rows),
+        table(["benchmark", "figure", "value", "target", "result"], rows),
         "Measured:\n" + "\n".join(sources),
     ])
     path = out / "README.md"

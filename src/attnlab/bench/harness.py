@@ -87,7 +87,8 @@ def run(cfg, quick: bool, tracking_uri: str | None) -> Result:
     wall_h, wall_p = median(times["harness"]), median(times["plain"])
     # What train's own timers do not cover: params/config/tag logging inside the run, and
     # closing the run (time outside time_total).
-    logging_h = med_h["time_total"] - sum(med_h[p] for p in PHASES)
+    # Per run, then the median (a difference of medians can come out negative).
+    logging_h = median([m.get("time_total", 0.0) - sum(m.get(p, 0.0) for p in PHASES) for m in h_phases])
     rows = []
     labels = {
         "time_setup": "set-up (runtime, MLflow store/experiment)", "time_data": "data loading",
