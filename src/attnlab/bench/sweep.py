@@ -185,7 +185,7 @@ def run(cfg, quick: bool, tracking_uri: str | None) -> Result:
     parts = [
         f"`attnlab train -m hparams_search={sc.preset}` with `{overrides}`, {sc.n_trials} trials each; the two sweeps "
         "run at the same time, one thread each (one pair, not a median: a sweep takes minutes; the sweep that ends "
-        "first frees a core for the other, which favours the slower one). **Time with pruning / without: {fmt_x(time_ratio)}; best "
+        f"first frees a core for the other, which favours the slower one). **Time with pruning / without: {fmt_x(time_ratio)}; best "
         f"val accuracy {best_diff:+.2f} points** ({'target met' if met else 'target missed'}: <= 0.5x for a best "
         "within 0.5 point).",
         table(["sweep", "wall s", "best val_accuracy", "complete", "pruned", "failed"], rows),
