@@ -63,6 +63,8 @@ def test_config_quick_merge_and_bad_set():
 
     with pytest.raises(ConfigError, match="repeats=0"):
         common.load_config(True, ["repeats=0"])
+    with pytest.raises(ConfigError, match="lenghts"):  # a misspelt key is an error, not a new key
+        common.load_config(True, ["layer.lenghts=[8]"])
 
 
 def test_cli_bad_set_is_one_line_error(capsys):

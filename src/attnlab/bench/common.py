@@ -33,6 +33,8 @@ def load_config(quick: bool = False, sets: Sequence[str] = ()) -> DictConfig:
     quick_block = base.pop("quick", None)
     if quick and quick_block is not None:
         base = OmegaConf.merge(base, quick_block)
+    # Struct mode: a misspelt --set key fails instead of being silently added.
+    OmegaConf.set_struct(base, True)
     try:
         base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(sets)))
     except Exception as e:  # noqa: BLE001 - a malformed --set is a user error
