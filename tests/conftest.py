@@ -10,6 +10,29 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+
+def _no_hydra_logging_setup() -> None:
+    """Tests call `attnlab.cli.main(["train", ...])` in-process. Each Hydra run reconfigures
+    logging with dictConfig, which first tears down every existing handler; one of them ends
+    up closing pytest's own capture stream (the session then dies with "I/O operation on
+    closed file" / "lost sys.stderr"). Hydra's own test utilities run jobs with
+    configure_logging=False for the same reason; do the same here. Subprocess tests keep
+    Hydra's normal logging."""
+    import hydra._internal.core_plugins.basic_launcher as bl
+    import hydra._internal.hydra as hh
+    import hydra.core.utils as hcu
+    import hydra.main as hm
+
+    def _skip(*args, **kwargs) -> None:
+        return None
+
+    for module in (hcu, hh, hm, bl):
+        module.configure_log = _skip
+
+
+_no_hydra_logging_setup()
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_RUN_ID", None)
 
