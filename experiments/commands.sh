@@ -1,6 +1,6 @@
 #!/bin/bash
 # Every command behind the numbers in experiments/, in the order they ran (2026-11-25,
-# 20:51-22:35 UTC, 2-core CPU shared with five other engineers, one training at a time).
+# 20:51-22:30 UTC, 2-core CPU shared with five other engineers, one training at a time).
 # Training ran from a frozen copy of commit 317a7d2 (report: commit 0acab75 or later);
 # paste from the repository root with the project's venv active.
 set -euo pipefail
@@ -27,10 +27,16 @@ attnlab train -m data=mr 'data.fold=range(10)' seed=0 tracking.experiment=baseli
 # TREC: the default configuration's runs are the pooling ablation's `pool=mean` runs below.
 
 # 4. Ablations on TREC (experiments `ablation-pooling`, `ablation-scale`), one seed at a time
-for s in 0 1 2; do attnlab train -m experiment=pooling $T seed=$s $Q; done
-for s in 0 1 2; do attnlab train -m experiment=scale $T model.attention.units=128 seed=$s $Q; done
+# (actual order: pooling seed 0, the MR baseline, pooling 1-2, scale@128 0-2, scale@32/512 0-2,
+#  pooling 3-4, scale@128 3-4)
+for s in 0 1 2 3 4; do attnlab train -m experiment=pooling $T seed=$s $Q; done
+for s in 0 1 2 3 4; do attnlab train -m experiment=scale $T model.attention.units=128 seed=$s $Q; done
+for s in 0 1 2; do
+  attnlab train -m experiment=scale $T model.attention.units=32,512 model.attention.scale=constant,sqrt_dk seed=$s $Q
+done
 
-# 5. Reports and the baseline table
+# 5. Reports and the baseline table (from the repository root)
+cd /work/main
 attnlab report pooling --data trec --out experiments/pooling/trec
 attnlab report scale --data trec --out experiments/scale/trec
 python experiments/baselines.py
