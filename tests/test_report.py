@@ -280,7 +280,7 @@ def test_preset_grid_launches_and_reports(tmp_path):
     from attnlab.report import build_report, collect_runs, client_for
 
     df = collect_runs(client_for(f"sqlite:///{tmp_path / 'mlflow.db'}"), "pooling", experiment="ablation-pooling")
-    fixed = ("units=16,embedding_dim=16,embedding_dropout=0.0,model.encoder.units=8,dropout=0.0,max_len=24,"
+    fixed = ("units=16,embedding_dim=16,embedding_dropout=0.0,encoder_units=8,dropout=0.0,max_len=24,"
              "max_tokens=600,batch_size=32,epochs=1,lr=0.01")
     assert sorted(zip(df["variant"], df["seed"])) == [(f"pool={p},{fixed}", s) for p in ("max", "mean") for s in (0,)]
     rep = build_report(df, "pooling", ["test_accuracy"])

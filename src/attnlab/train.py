@@ -32,6 +32,7 @@ _SHORT = {
     "model.attention.heads": "heads",
     "model.pooling.type": "pool",
     "model.encoder.type": "encoder",
+    "model.encoder.units": "encoder_units",
     "train.learning_rate": "lr",
 }
 # Overrides that do not change what is being compared (where results go, verbosity, ...).
@@ -101,13 +102,13 @@ def variant_items(cfg: Mapping[str, Any], overrides: list[str]) -> list[tuple[st
     extra: list[str] = []
     for ov in overrides:
         key = ov.split("=", 1)[0].lstrip("+~")
-        if key == "seed" or key.startswith(_NOT_VARIANT_PREFIXES) or key in keys or key in extra:
+        # Seed and fold are replicates, not variants (their own tags; run names append them).
+        if key in ("seed", "data.fold") or key.startswith(_NOT_VARIANT_PREFIXES) or key in keys or key in extra:
             continue
-        if key.startswith("data.") and key not in ("data.fold",):
+        if key.startswith("data."):
             continue
-        if ablation and key in ("data", "data.fold"):
-            # An ablation's runs are grouped by variant across seeds and folds (`attnlab report`):
-            # dataset and fold are their own tags, never part of the variant.
+        if ablation and key == "data":
+            # An ablation's runs are grouped by variant across datasets' own tags (`attnlab report`).
             continue
         extra.append(key)
     # Ablation runs: extra overrides sorted, so separate launches give the same variant string.
