@@ -98,3 +98,29 @@ def runs(directory: Path, experiment: str = "attnlab"):
     if exp is None:
         return []
     return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.fixture
+def pg_databases():
+    """Two fresh PostgreSQL databases (Optuna storage, MLflow backend) as URLs, dropped
+    afterwards whatever happens; the test is skipped when the server is unreachable."""
+    import uuid
+
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="root", dbname="postgres", connect_timeout=3)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {e}")
+    conn.autocommit = True
+    names = [f"attnlab_test_{kind}_{uuid.uuid4().hex[:10]}" for kind in ("optuna", "mlflow")]
+    with conn.cursor() as cur:
+        for n in names:
+            cur.execute(f'CREATE DATABASE "{n}"')
+    try:
+        yield [f"postgresql://root@127.0.0.1:5432/{n}" for n in names]
+    finally:
+        with conn.cursor() as cur:
+            for n in names:
+                cur.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+        conn.close()

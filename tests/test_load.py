@@ -13,9 +13,7 @@ import os
 import re
 import subprocess
 import time
-import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -29,40 +27,17 @@ TINY_TRIAL = ["data.n_train=200", "data.n_val=100", "data.n_test=50", "train.epo
               "tracking.n_attention_examples=0", "hydra.sweeper.plots=false"]
 
 
-@pytest.fixture
-def pg_urls():
-    """Fresh Optuna and MLflow databases, dropped afterwards whatever happens."""
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="root", dbname="postgres", connect_timeout=3)
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {e}")
-    conn.autocommit = True
-    names = [f"attnlab_load_{kind}_{uuid.uuid4().hex[:10]}" for kind in ("optuna", "mlflow")]
-    with conn.cursor() as cur:
-        for n in names:
-            cur.execute(f'CREATE DATABASE "{n}"')
-    try:
-        yield [f"postgresql://root@127.0.0.1:5432/{n}" for n in names]
-    finally:
-        with conn.cursor() as cur:
-            for n in names:
-                cur.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
-        conn.close()
-
-
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(3600)
-def test_four_workers_hundred_trials_on_postgres(tmp_path, pg_urls):
+def test_four_workers_hundred_trials_on_postgres(tmp_path, pg_databases):
     import mlflow
     import optuna
     from optuna.trial import TrialState
 
     from attnlab import tracking
 
-    optuna_url, mlflow_uri = pg_urls
+    optuna_url, mlflow_uri = pg_databases
     # Tables and experiment once, before the workers race to create them (docs/sweeps.md).
     tracking.setup({"uri": mlflow_uri, "experiment": "attnlab", "artifact_dir": str(tmp_path / "mlruns")})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

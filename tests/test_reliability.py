@@ -13,14 +13,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from conftest import ATTNLAB, ROOT, TINY, compose, mlflow_client, run_cli, runs
+from conftest import ATTNLAB, ROOT, TINY, mlflow_client, run_cli, runs
 
 FAST = [*TINY, "train.epochs=1", "tracking.log_model=false"]
 GOOD_ROWS = "".join(f"word{i} text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))

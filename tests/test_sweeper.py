@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import ATTNLAB, compose, run_cli
+from conftest import ATTNLAB, run_cli
 
 STUDY = "attnlab-synthetic_small"
 # On top of the synthetic_small preset: fewer examples, one epoch, no heatmaps (~5 s CPU a trial).
@@ -302,34 +301,6 @@ def test_a_trial_that_raises_is_fail_and_the_sweep_goes_on(tmp_path):
 
 
 # ---------------------------------------------------------------- PostgreSQL: workers, crash
-
-def _pg():
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="root", dbname="postgres", connect_timeout=3)
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {e}")
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture
-def pg_databases():
-    """Two fresh databases (Optuna storage, MLflow backend), dropped afterwards whatever happens."""
-    conn = _pg()
-    names = [f"attnlab_test_{kind}_{uuid.uuid4().hex[:10]}" for kind in ("optuna", "mlflow")]
-    with conn.cursor() as cur:
-        for n in names:
-            cur.execute(f'CREATE DATABASE "{n}"')
-    try:
-        yield [f"postgresql://root@127.0.0.1:5432/{n}" for n in names]
-    finally:
-        with conn.cursor() as cur:
-            for n in names:
-                cur.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
-        conn.close()
-
 
 def _prepare_mlflow(uri: str, tmp: Path) -> None:
     """Create the MLflow tables and the experiment once, before workers race to do it."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-from pathlib import Path
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf

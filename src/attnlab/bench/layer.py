@@ -17,12 +17,10 @@ millisecond; the figure is the peak growth over the baseline taken just before t
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
