@@ -16,8 +16,39 @@ def _large_negative(dtype):
     return -65504.0 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
+class _SequenceAttentionShapes:
+    """Mask and shape methods shared by `SelfAttention` and `SeedSelfAttention`.
+
+    Both map (batch, T, d_in) to (batch, T, units) and, with
+    `return_attention_scores=True`, also return weights (batch, heads, T, T).
+    Needs `self.units` and `self.heads`.
+    """
+
+    def compute_mask(self, inputs, mask=None):
+        # The sequence length is unchanged, so downstream layers (pooling)
+        # still need to know which positions are padding.
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def compute_output_spec(
+        self, inputs, mask=None, training=None, return_attention_scores=False
+    ):
+        output_spec = keras.KerasTensor(
+            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
+        )
+        if return_attention_scores:
+            batch, length = inputs.shape[0], inputs.shape[1]
+            weights_spec = keras.KerasTensor(
+                (batch, self.heads, length, length), dtype=self.compute_dtype
+            )
+            return output_spec, weights_spec
+        return output_spec
+
+
 @keras.saving.register_keras_serializable(package="attnlab")
-class SelfAttention(keras.layers.Layer):
+class SelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
     """Multi-head scaled dot-product self-attention over one sequence.
 
     Queries, keys and values are separate linear projections of the same
@@ -247,28 +278,6 @@ class SelfAttention(keras.layers.Layer):
         if return_attention_scores:
             return outputs, weights
         return outputs
-
-    def compute_mask(self, inputs, mask=None):
-        # The sequence length is unchanged, so downstream layers (pooling)
-        # still need to know which positions are padding.
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def compute_output_spec(
-        self, inputs, mask=None, training=None, return_attention_scores=False
-    ):
-        output_spec = keras.KerasTensor(
-            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
-        )
-        if return_attention_scores:
-            batch, length = inputs.shape[0], inputs.shape[1]
-            weights_spec = keras.KerasTensor(
-                (batch, self.heads, length, length), dtype=self.compute_dtype
-            )
-            return output_spec, weights_spec
-        return output_spec
 
     def get_config(self):
         base_config = super().get_config()

@@ -5,12 +5,14 @@ import numbers
 import keras
 from keras import ops
 
+from attnlab.layers.attention import _SequenceAttentionShapes
+
 # The original divides by sqrt(64) whatever the projection size is.
 SEED_SCALE = 64**0.5
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
-class SeedSelfAttention(keras.layers.Layer):
+class SeedSelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
     """Single-head self-attention with the seed layer's exact math.
 
     Reproduces the original Keras-2 layer (without its debug prints):
@@ -59,6 +61,7 @@ class SeedSelfAttention(keras.layers.Layer):
                 f"integer. Received: units={units!r}"
             )
         self.units = int(units)
+        self.heads = 1  # one head: weights are (batch, 1, T, T), like SelfAttention's
         # Without this Keras would drop the mask; the seed layer ignores it
         # but poolings after it need it.
         self.supports_masking = True
@@ -87,26 +90,6 @@ class SeedSelfAttention(keras.layers.Layer):
         if return_attention_scores:
             return outputs, ops.expand_dims(weights, 1)  # (batch, 1, T, T)
         return outputs
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def compute_output_spec(
-        self, inputs, mask=None, training=None, return_attention_scores=False
-    ):
-        output_spec = keras.KerasTensor(
-            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
-        )
-        if return_attention_scores:
-            batch, length = inputs.shape[0], inputs.shape[1]
-            weights_spec = keras.KerasTensor(
-                (batch, 1, length, length), dtype=self.compute_dtype
-            )
-            return output_spec, weights_spec
-        return output_spec
 
     def get_config(self):
         base_config = super().get_config()
