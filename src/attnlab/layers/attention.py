@@ -16,6 +16,15 @@ def _large_negative(dtype):
     return -65504.0 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
+def check_positive_int(name, value):
+    """Raise ValueError (showing the value) unless `value` is an integer > 0."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a positive "
+            f"integer. Received: {name}={value!r}"
+        )
+
+
 class _SequenceAttentionShapes:
     """Mask and shape methods shared by `SelfAttention` and `SeedSelfAttention`.
 
@@ -118,24 +127,8 @@ class SelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if (
-            not isinstance(units, numbers.Integral)
-            or isinstance(units, bool)
-            or units <= 0
-        ):
-            raise ValueError(
-                "Invalid value for argument `units`. Expected a positive "
-                f"integer. Received: units={units!r}"
-            )
-        if (
-            not isinstance(heads, numbers.Integral)
-            or isinstance(heads, bool)
-            or heads <= 0
-        ):
-            raise ValueError(
-                "Invalid value for argument `heads`. Expected a positive "
-                f"integer. Received: heads={heads!r}"
-            )
+        check_positive_int("units", units)
+        check_positive_int("heads", heads)
         if units % heads != 0:
             raise ValueError(
                 "Argument `units` must be divisible by `heads`. "

@@ -1,11 +1,9 @@
 """The widely copied Keras-2 self-attention layer, ported to Keras 3."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from attnlab.layers.attention import _SequenceAttentionShapes
+from attnlab.layers.attention import _SequenceAttentionShapes, check_positive_int
 
 # The original divides by sqrt(64) whatever the projection size is.
 SEED_SCALE = 64**0.5
@@ -51,15 +49,7 @@ class SeedSelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        if (
-            not isinstance(units, numbers.Integral)
-            or isinstance(units, bool)
-            or units <= 0
-        ):
-            raise ValueError(
-                "Invalid value for argument `units`. Expected a positive "
-                f"integer. Received: units={units!r}"
-            )
+        check_positive_int("units", units)
         self.units = int(units)
         self.heads = 1  # one head: weights are (batch, 1, T, T), like SelfAttention's
         # Without this Keras would drop the mask; the seed layer ignores it
