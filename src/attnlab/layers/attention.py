@@ -33,6 +33,14 @@ class _SequenceAttentionShapes:
     Needs `self.units` and `self.heads`.
     """
 
+    def _check_input_shape(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                f"{self.__class__.__name__} expects inputs of shape "
+                "(batch_size, T, d_in) with a known d_in. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+
     def compute_mask(self, inputs, mask=None):
         # The sequence length is unchanged, so downstream layers (pooling)
         # still need to know which positions are padding.
@@ -178,12 +186,7 @@ class SelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                f"{self.__class__.__name__} expects inputs of shape "
-                "(batch_size, T, d_in) with a known d_in. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        self._check_input_shape(input_shape)
         d_in = input_shape[-1]
         for name in ("query", "key", "value"):
             kernel = self.add_weight(

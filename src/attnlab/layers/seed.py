@@ -57,12 +57,7 @@ class SeedSelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                f"{self.__class__.__name__} expects inputs of shape "
-                "(batch_size, T, d_in) with a known d_in. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        self._check_input_shape(input_shape)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(3, input_shape[-1], self.units),
