@@ -94,3 +94,24 @@ def test_presets_compose(overrides):
 
     plain = to_plain(compose(overrides))
     assert plain["paths"]["root"] and plain["model"]["attention"]["units"] > 0
+
+
+def test_env_tracking_uri_holds_for_every_job_of_a_multirun(tmp_path, monkeypatch):
+    """`$MLFLOW_TRACKING_URI` picks the store for all jobs of an in-process multirun, not
+    just the first (MLflow re-exports the variable; attnlab once took that for its own and
+    sent jobs 2..n to the launch directory's mlflow.db)."""
+    from attnlab import cli
+
+    store, launch = tmp_path / "store", tmp_path / "launch"
+    store.mkdir()
+    launch.mkdir()
+    monkeypatch.chdir(launch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    try:
+        code = cli.main(["train", "-m", *TINY, "train.epochs=1", "tracking.log_model=false",
+                         "tracking.n_attention_examples=0", "seed=0,1"])
+    except SystemExit as e:  # Hydra may exit 0 after a multirun
+        code = e.code
+    assert code in (0, None)
+    assert sorted(r.data.tags["attnlab.seed"] for r in runs(store)) == ["0", "1"]
+    assert not (launch / "mlflow.db").exists()

@@ -25,17 +25,27 @@ PRUNED_EPOCH_TAG = "attnlab.pruned_at_epoch"
 MODEL_NAME = "model"  # artifact name of the logged pyfunc model
 
 
-# mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; remember what we set so a
-# later run in the same process (tests, sweeps) does not mistake it for the user's choice.
+# mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; remember what we set, and what
+# the user had set before that, so a later run in the same process (the jobs of a multirun,
+# tests) neither mistakes our value for the user's choice nor forgets the user's own.
 _uri_we_set: str | None = None
+_user_env_uri: str | None = None
+
+
+def _user_env() -> str | None:
+    """The user's ``$MLFLOW_TRACKING_URI``: the variable, unless it only holds what we exported."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env is not None and env != _uri_we_set:
+        return env  # set (or changed) by the user since our last setup()
+    return _user_env_uri if env is not None else None
 
 
 def resolve_uri(tracking_cfg: Mapping[str, Any]) -> str:
     """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the launch dir's SQLite file."""
     if tracking_cfg.get("uri"):
         return str(tracking_cfg["uri"])
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env and env != _uri_we_set:
+    env = _user_env()
+    if env:
         return env
     launch = Path(str(tracking_cfg.get("artifact_dir") or "mlruns")).resolve().parent
     return f"sqlite:///{launch / 'mlflow.db'}"
@@ -52,7 +62,8 @@ def setup(tracking_cfg: Mapping[str, Any], experiment: str | None = None) -> str
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import mlflow
 
-    global _uri_we_set
+    global _uri_we_set, _user_env_uri
+    _user_env_uri = _user_env()
     uri = resolve_uri(tracking_cfg)
     name = experiment or str(tracking_cfg["experiment"])
     mlflow.set_tracking_uri(uri)
