@@ -18,6 +18,7 @@ from attnlab.layers import (
     LastPooling,
     MaxPooling,
     MeanPooling,
+    MultiWidthConv1D,
     SeedSelfAttention,
     SelfAttention,
     build_pooling,
@@ -366,6 +367,7 @@ CONFIG_CASES = [
     lambda: AttentionPooling(units=5),
     lambda: FlattenPooling(max_len=T),
     MeanPooling, MaxPooling, FirstPooling, LastPooling,
+    lambda: MultiWidthConv1D(4, kernel_sizes=[2, 3], activation="tanh", name="conv"),
 ]
 
 
@@ -426,3 +428,60 @@ def test_keras_save_load_reproduces_outputs(case, tmp_path):
         out, pooled = _np(actual[0]), _np(actual[2])
         np.testing.assert_allclose(pooled[0], out[0, :3].mean(0), atol=1e-6)
         assert (pooled[2] == 0.0).all()
+
+
+# ---- MultiWidthConv1D (the encoder=cnn option) ----
+
+
+def test_multi_width_conv_shape_and_mask_passed_on():
+    layer = MultiWidthConv1D(4, kernel_sizes=[3, 4, 5])
+    x = keras.random.normal((3, T, D_IN), seed=0)
+    out = _np(layer(x, mask=MASK))
+    assert out.shape == (3, T, 12)
+    assert (out[~MASK] == 0.0).all()  # padded positions are exactly zero
+    assert np.abs(out[MASK]).sum() > 0
+    assert layer.compute_mask(x, MASK) is MASK
+    assert layer.compute_output_shape((None, T, D_IN)) == (None, T, 12)
+
+
+def test_multi_width_conv_padding_content_never_reaches_real_tokens():
+    layer = MultiWidthConv1D(3, kernel_sizes=[5])
+    x = np.asarray(keras.random.normal((3, T, D_IN), seed=1))
+    noisy = x.copy()
+    noisy[~MASK] = 100.0  # what an Embedding holds at id 0 is arbitrary
+    a, b = _np(layer(x, mask=MASK)), _np(layer(noisy, mask=MASK))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # Without a mask the padding does leak into the real tokens' windows.
+    assert not np.allclose(_np(layer(x))[0, :3], _np(layer(noisy))[0, :3], atol=1e-3)
+
+
+def test_multi_width_conv_matches_separate_conv1d():
+    layer = MultiWidthConv1D(2, kernel_sizes=[1, 3])
+    x = keras.random.normal((2, T, D_IN), seed=2)
+    out = _np(layer(x))
+    for i, conv in enumerate(layer.convs):
+        np.testing.assert_allclose(out[..., 2 * i:2 * i + 2], _np(conv(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"filters": 0}, "filters=0"),
+        ({"filters": 2, "kernel_sizes": []}, "kernel_sizes=()"),
+        ({"filters": 2, "kernel_sizes": [3, 0]}, "kernel_sizes[i]=0"),
+        ({"filters": 2, "kernel_sizes": 3}, "kernel_sizes=3"),
+    ],
+)
+def test_multi_width_conv_bad_args(kwargs, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        MultiWidthConv1D(**kwargs)
+
+
+def test_multi_width_conv_save_load_keeps_mask(tmp_path):
+    tokens = keras.Input(shape=(T,), dtype="int32")
+    emb = keras.layers.Embedding(10, D_IN, mask_zero=True)(tokens)
+    model = keras.Model(tokens, MeanPooling()(MultiWidthConv1D(3, kernel_sizes=[2, 3])(emb)))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(_np(loaded(TOKENS)), _np(model(TOKENS)), atol=1e-6)
+    assert (_np(loaded(TOKENS))[2] == 0.0).all()  # all-padding row: the mask reached the pooling

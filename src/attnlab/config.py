@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -56,6 +56,7 @@ class Pooling(str, Enum):
 
 class Encoder(str, Enum):
     bilstm = "bilstm"
+    cnn = "cnn"
     none = "none"
 
 
@@ -94,6 +95,7 @@ class EncoderConfig:
     type: Encoder = MISSING
     units: int = MISSING
     dropout: float = MISSING
+    kernel_sizes: List[int] = MISSING
 
 
 @dataclass

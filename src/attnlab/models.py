@@ -1,6 +1,6 @@
 """Model builder: raw strings in, class probabilities out.
 
-``Input(string) -> TextVectorization -> Embedding(mask_zero) -> [BiLSTM] -> attention
+``Input(string) -> TextVectorization -> Embedding(mask_zero) -> [BiLSTM | CNN] -> attention
 -> pooling -> [Dense(relu)] -> Dense(n_classes, softmax)``. The vectorizer lives inside the
 model so a saved ``.keras`` file takes raw text. The attention layer is called with
 ``return_attention_scores=True`` so its weights are a tensor of the same graph:
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from attnlab.layers import POOLINGS, SeedSelfAttention, SelfAttention
+from attnlab.layers import POOLINGS, MultiWidthConv1D, SeedSelfAttention, SelfAttention
 
 ATTENTION_LAYER = "attention"
 VECTORIZER_LAYER = "vectorizer"
@@ -83,8 +83,12 @@ def build_model(
             keras.layers.LSTM(int(enc["units"]), return_sequences=True, dropout=float(enc.get("dropout") or 0.0)),
             name="encoder",
         )(x)  # (B, T, 2*units)
+    elif enc["type"] == "cnn":
+        x = MultiWidthConv1D(int(enc["units"]), list(enc["kernel_sizes"]), name="encoder")(x)  # (B, T, units*n_k)
+        if enc.get("dropout"):
+            x = keras.layers.Dropout(float(enc["dropout"]), name="encoder_dropout")(x)
     elif enc["type"] != "none":
-        raise ValueError(f"model.encoder.type={enc['type']!r}: expected bilstm or none")
+        raise ValueError(f"model.encoder.type={enc['type']!r}: expected bilstm, cnn or none")
 
     if att["type"] == "seed":
         layer = SeedSelfAttention(int(att["units"]), name=ATTENTION_LAYER)

@@ -30,7 +30,9 @@ def _model_and_data(overrides: list[str], max_len: int, n: int, seed: int = 0):
     ds = data_mod.load(cfg["data"], seed)
     model = build_model(cfg["model"], len(ds.classes), ds.train.texts, cfg["train"])
     m = cfg["model"]
-    d_in = 2 * int(m["encoder"]["units"]) if m["encoder"]["type"] == "bilstm" else int(m["embedding_dim"])
+    enc = m["encoder"]
+    d_in = {"bilstm": 2 * int(enc["units"]), "cnn": int(enc["units"]) * len(enc["kernel_sizes"])}.get(
+        enc["type"], int(m["embedding_dim"]))
     return model, ds, int(m["attention"]["units"]), d_in
 
 

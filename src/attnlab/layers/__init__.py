@@ -1,6 +1,7 @@
 """Keras layers for attnlab: self-attention variants and mask-aware poolings."""
 
 from attnlab.layers.attention import MASK_MODES, SCALES, SelfAttention
+from attnlab.layers.conv import MultiWidthConv1D
 from attnlab.layers.pooling import (
     POOLINGS,
     AttentionPooling,
@@ -23,6 +24,7 @@ __all__ = [
     "LastPooling",
     "MaxPooling",
     "MeanPooling",
+    "MultiWidthConv1D",
     "SeedSelfAttention",
     "SelfAttention",
     "build_pooling",
