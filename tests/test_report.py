@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import TINY, run_cli
+from conftest import TINY, compose, run_cli
 
 ABL = "toy"
 SEEDS = list(range(8))
@@ -270,6 +270,18 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
     assert sum(p is None for p in pairs.values()) == len(variants) // len(grids[0])
     assert all(parse_variant(v).items() >= parse_variant(ablation.reference).items() or p is not None
                for v, p in pairs.items())
+
+
+def test_execution_settings_are_not_part_of_the_variant():
+    """Runs of one variant launched with another thread count or verbosity group together."""
+    from attnlab.config import to_plain
+    from attnlab.train import variant_items
+
+    ov = ["experiment=pooling", "data=mr", "data.fold=1", "model.pooling.type=max", "train.threads=1",
+          "train.verbose=2", "tracking.log_model=false"]
+    assert variant_items(to_plain(compose(ov)), ov) == [("pool", "max")]
+    ov = ["model.attention.scale=none", "train.threads=1"]
+    assert dict(variant_items(to_plain(compose(ov)), ov)) == {"scale": "none", "pool": "mean"}
 
 
 def test_preset_grid_launches_and_reports(tmp_path):

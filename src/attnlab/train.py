@@ -35,8 +35,10 @@ _SHORT = {
     "model.encoder.units": "encoder_units",
     "train.learning_rate": "lr",
 }
-# Overrides that do not change what is being compared (where results go, verbosity, ...).
-_NOT_VARIANT_PREFIXES = ("hydra.", "tracking.", "train.verbose", "paths.", "hparams_search", "experiment")
+# Overrides that do not change what is being compared (where results go, verbosity, how many
+# CPU threads run it, ...): runs of one variant launched with different settings group together.
+_NOT_VARIANT_PREFIXES = ("hydra.", "tracking.", "train.verbose", "train.threads", "paths.", "hparams_search",
+                         "experiment")
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
