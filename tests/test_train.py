@@ -87,7 +87,7 @@ def test_bad_value_one_line_error_and_no_run(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["model=seed"], ["data=mr"], ["data=trec"], ["model.pooling.type=flatten"], ["model.attention.scale=learned"]],
+    [["model=seed"], ["model=cnn"], ["data=mr"], ["data=trec"], ["model.pooling.type=flatten"], ["model.attention.scale=learned"]],
 )
 def test_presets_compose(overrides):
     from attnlab.config import to_plain
@@ -118,16 +118,17 @@ def test_env_tracking_uri_holds_for_every_job_of_a_multirun(tmp_path, monkeypatc
 
 
 def test_cnn_encoder_trains_masks_and_loads_back(in_tmp):
-    """`model.encoder.type=cnn` (Kim 2014's multi-width convolution) learns the synthetic task,
+    """`model=cnn` (Kim 2014's multi-width convolution as the encoder) learns the synthetic task,
     keeps attention off padding and is saved as a model that loads and answers raw strings."""
     import mlflow
 
     from attnlab.train import last_run, train
 
-    train(compose([*TINY, "model.encoder.type=cnn", "model.encoder.kernel_sizes=[2,3]", "train.epochs=4"]))
+    train(compose(["model=cnn", *TINY, "model.encoder.kernel_sizes=[2,3]", "train.epochs=4"]))
     info = last_run()
     (run,) = [r for r in runs(in_tmp) if r.info.run_id == info["id"]]
-    assert run.data.params["model.encoder.type"] == "cnn"
+    assert run.data.params["model.encoder.type"] == "cnn" and run.data.params["model.pooling.type"] == "max"
+    assert run.data.tags["attnlab.model"] == "cnn"
     assert info["metrics"]["test_accuracy"] > 0.75  # chance is 0.5
     assert info["metrics"]["attention_pad_mass"] == 0.0
     mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
