@@ -1,15 +1,17 @@
-"""Accuracy of the default configuration on MR (10-fold CV) and TREC (500 test questions).
+"""Accuracy of the default configuration (and model=cnn) on MR (10-fold CV) and TREC (500 test questions).
 
 Reads the FINISHED runs from an MLflow store and prints a Markdown table: n, mean ± std,
 95 % CI (t distribution) and the per-fold / per-seed values, next to Kim (2014).
 
     python experiments/baselines.py --tracking-uri sqlite:////work/runs/mlflow.db
 
-Which runs count (see experiments/README.md):
-- MR: experiment `baseline`, tag attnlab.data=mr, one run per fold (seed 0).
-- TREC: the default configuration's runs inside the pooling ablation (variant
-  `pool=mean,max_len=40`, i.e. the defaults with max_len 40, which truncates no TREC
-  question), one run per seed; identical runs from other ablations are not double-counted.
+Which runs count (see experiments/README.md): each row lists (experiment, variant tag)
+sources and takes the first that has runs, one run per fold (MR, seed 0) or seed (TREC):
+- MR default: experiment `baseline` (session 1), else the pooling ablation's `pool=mean`
+  runs (session 2, identical numbers);
+- TREC default: the pooling ablation's `pool=mean,max_len=40` runs (session 1), else the
+  default's runs in `tuning-cnn` (session 2, identical numbers);
+- `model=cnn` on MR (experiment `baseline`) and the TREC-tuned CNN (`tuning-cnn`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ def _summary(values: list[float]) -> tuple[int, float, float, float, float]:
     return n, mean, std, mean - half, mean + half
 
 
+ROWS = [
+    ("MR", "default", "10-fold CV, mean of fold test accuracies (seed 0)", "mr", "fold",
+     [("baseline", "data=mr,scale=sqrt_dk,pool=mean"), ("ablation-pooling", "pool=mean,threads=1")]),
+    ("MR", "model=cnn", "10-fold CV, mean of fold test accuracies (seed 0)", "mr", "fold",
+     [("baseline", "model=cnn,data=mr,scale=sqrt_dk,pool=max")]),
+    ("TREC", "default", "500 official test questions, mean over seeds", "trec", "seed",
+     [("ablation-pooling", "pool=mean,max_len=40"), ("tuning-cnn", "data=trec,max_len=40,scale=sqrt_dk,pool=mean")]),
+    ("TREC", "model=cnn embedding_dim=300 embedding_dropout=0.5", "500 official test questions, mean over seeds",
+     "trec", "seed",
+     [("tuning-cnn", "data=trec,max_len=40,model=cnn,embedding_dim=300,embedding_dropout=0.5,scale=sqrt_dk,pool=max")]),
+]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
@@ -51,14 +66,15 @@ def main() -> None:
 
     client = MlflowClient(args.tracking_uri)
     rows = []
-    mr = _runs(client, "baseline", "mr", None)
-    by_fold = {int(r.data.tags["attnlab.fold"]): r for r in mr}  # one run per fold
-    rows.append(("MR", "10-fold CV, mean of fold test accuracies (seed 0)",
-                 {f"fold {k}": by_fold[k].data.metrics["test_accuracy"] for k in sorted(by_fold)}))
-    trec = _runs(client, "ablation-pooling", "trec", "pool=mean,max_len=40")
-    by_seed = {int(r.data.tags["attnlab.seed"]): r for r in trec}
-    rows.append(("TREC", "500 official test questions, mean over seeds",
-                 {f"seed {k}": by_seed[k].data.metrics["test_accuracy"] for k in sorted(by_seed)}))
+    for data_name, model, protocol, data, unit, sources in ROWS:
+        vals: dict[str, float] = {}
+        for experiment, variant in sources:
+            found = _runs(client, experiment, data, variant)
+            by_unit = {int(r.data.tags[f"attnlab.{unit}"]): r for r in found}  # one run per fold / seed
+            if by_unit:
+                vals = {f"{unit} {k}": by_unit[k].data.metrics["test_accuracy"] for k in sorted(by_unit)}
+                break
+        rows.append((f"{data_name} ({model})", protocol, vals))
 
     print("| data | protocol | n | test accuracy mean ± std | 95 % CI | Kim 2014 CNN-rand | NBSVM |")
     print("|---|---|---|---|---|---|---|")
@@ -67,7 +83,7 @@ def main() -> None:
             print(f"| {name} | {protocol} | 0 | – | – | | |")
             continue
         n, mean, std, lo, hi = _summary(list(vals.values()))
-        kim = KIM_2014[name.lower()]
+        kim = KIM_2014[name.split()[0].lower()]
         print(f"| {name} | {protocol} | {n} | {mean:.2f} ± {std:.2f} | [{lo:.2f}, {hi:.2f}] | "
               f"{kim['CNN-rand']} | {kim.get('NBSVM', '–')} |")
     print()
