@@ -73,6 +73,26 @@ def compose(overrides: list[str] | None = None):
         return hcompose(config_name="config", overrides=list(overrides or []))
 
 
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_uris():
+    """Put MLflow's global tracking/registry URIs (module state and the environment variables
+    that ``mlflow.set_tracking_uri`` exports) back as they were after every test: a test that
+    points MLflow at its own tmp store must not redirect the next test's runs there."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {k: os.environ.get(k) for k in names}
+    uris = (getattr(tracking_utils, "_tracking_uri", None), getattr(registry_utils, "_registry_uri", None))
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = uris
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run in an empty directory: the default MLflow store and mlruns/ land there."""
