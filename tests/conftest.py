@@ -75,22 +75,23 @@ def compose(overrides: list[str] | None = None):
 
 @pytest.fixture(autouse=True)
 def _isolate_mlflow_uris():
-    """Put MLflow's global tracking/registry URIs (module state and the environment variables
-    that ``mlflow.set_tracking_uri`` exports) back as they were after every test: a test that
-    points MLflow at its own tmp store must not redirect the next test's runs there."""
+    """After every test, clear MLflow's global tracking/registry URIs (module state and the
+    environment variables that ``mlflow.set_tracking_uri`` exports) and attnlab's memory of
+    them, as at the start of the session: a test (or a module fixture) that pointed MLflow at
+    its own tmp store must not redirect a later test's runs there. Cleared, not restored: a
+    snapshot taken after a module-scoped fixture trained would carry its store forward."""
+    yield
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {k: os.environ.get(k) for k in names}
-    uris = (getattr(tracking_utils, "_tracking_uri", None), getattr(registry_utils, "_registry_uri", None))
-    yield
-    tracking_utils._tracking_uri, registry_utils._registry_uri = uris
-    for k, v in env.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    from attnlab import tracking
+
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+    tracking._uri_we_set = None
+    tracking._user_env_uri = None
+    for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(k, None)
 
 
 @pytest.fixture
