@@ -72,3 +72,8 @@ attnlab report scale --data mr --tracking-uri sqlite:////work/runs/mlflow.db --o
 attnlab report pooling --data mr --tracking-uri sqlite:////work/runs/mlflow.db --out experiments/pooling/mr
 python experiments/baselines.py --tracking-uri sqlite:////work/runs/mlflow.db
 attnlab reproduce 2d78ccd5dd414b2bba9f8c998cf81c4f
+
+# 11. TREC scale at 32 and 512 units: all four scalings, seeds 0-2 (experiments/scale/trec-widths)
+attnlab train -m experiment=scale $T model.attention.units=32,512 \
+    model.attention.scale=constant,sqrt_dk,none,learned seed=0,1,2 $Q
+attnlab report scale --data trec --tracking-uri sqlite:////work/runs/mlflow.db --out experiments/scale/trec-widths
