@@ -25,6 +25,16 @@ def check_positive_int(name, value):
         )
 
 
+def check_sequence_shape(layer, input_shape):
+    """Raise ValueError unless `input_shape` is (batch, T, d_in) with a known d_in."""
+    if len(input_shape) != 3 or input_shape[-1] is None:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects inputs of shape "
+            "(batch_size, T, d_in) with a known d_in. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+
+
 class _SequenceAttentionShapes:
     """Mask and shape methods shared by `SelfAttention` and `SeedSelfAttention`.
 
@@ -32,14 +42,6 @@ class _SequenceAttentionShapes:
     `return_attention_scores=True`, also return weights (batch, heads, T, T).
     Needs `self.units` and `self.heads`.
     """
-
-    def _check_input_shape(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                f"{self.__class__.__name__} expects inputs of shape "
-                "(batch_size, T, d_in) with a known d_in. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
 
     def compute_mask(self, inputs, mask=None):
         # The sequence length is unchanged, so downstream layers (pooling)
@@ -186,7 +188,7 @@ class SelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self._check_input_shape(input_shape)
+        check_sequence_shape(self, input_shape)
         d_in = input_shape[-1]
         for name in ("query", "key", "value"):
             kernel = self.add_weight(

@@ -9,7 +9,7 @@ that convolution without the pooling, so attention and any attnlab pooling can f
 import keras
 from keras import ops
 
-from attnlab.layers.attention import check_positive_int
+from attnlab.layers.attention import check_positive_int, check_sequence_shape
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
@@ -56,11 +56,7 @@ class MultiWidthConv1D(keras.layers.Layer):
         ]
 
     def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.__class__.__name__} expects inputs of shape (batch_size, T, d_in). "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        check_sequence_shape(self, input_shape)
         for conv in self.convs:
             conv.build(input_shape)
 

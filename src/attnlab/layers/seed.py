@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from attnlab.layers.attention import _SequenceAttentionShapes, check_positive_int
+from attnlab.layers.attention import _SequenceAttentionShapes, check_positive_int, check_sequence_shape
 
 # The original divides by sqrt(64) whatever the projection size is.
 SEED_SCALE = 64**0.5
@@ -57,7 +57,7 @@ class SeedSelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self._check_input_shape(input_shape)
+        check_sequence_shape(self, input_shape)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(3, input_shape[-1], self.units),
