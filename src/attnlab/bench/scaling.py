@@ -19,7 +19,7 @@ from attnlab.bench.layer import make_step
 def _model_and_data(overrides: list[str], max_len: int, n: int, seed: int = 0):
     from attnlab import data as data_mod
     from attnlab.config import to_plain
-    from attnlab.models import build_model
+    from attnlab.models import ATTENTION_LAYER, build_model
     from attnlab.train import configure_runtime
 
     # Synthetic texts between half and all of max_len tokens, so little of the work is padding.
@@ -29,11 +29,9 @@ def _model_and_data(overrides: list[str], max_len: int, n: int, seed: int = 0):
     configure_runtime(cfg["train"], seed)
     ds = data_mod.load(cfg["data"], seed)
     model = build_model(cfg["model"], len(ds.classes), ds.train.texts, cfg["train"])
-    m = cfg["model"]
-    enc = m["encoder"]
-    d_in = {"bilstm": 2 * int(enc["units"]), "cnn": int(enc["units"]) * len(enc["kernel_sizes"])}.get(
-        enc["type"], int(m["embedding_dim"]))
-    return model, ds, int(m["attention"]["units"]), d_in
+    # The attention layer's input width, read off the built model (whatever the encoder).
+    d_in = int(model.get_layer(ATTENTION_LAYER).input.shape[-1])
+    return model, ds, int(cfg["model"]["attention"]["units"]), d_in
 
 
 def _epoch(model, texts, labels, batch: int):
