@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+# Hypothesis caches (e.g. its unicode tables) under ./.hypothesis by default: keep the checkout clean.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "attnlab-hypothesis"))
 
 
 def _no_hydra_logging_setup() -> None:
@@ -41,7 +44,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 ATTNLAB = str(Path(sys.executable).parent / "attnlab")
 
 # Small, fast settings used across tests (the real config composed with these overrides).
-TINY = [
+# They size the BiLSTM model (model=default; the default model is the small transformer).
+TINY_MODEL = [
+    "model=default",
     "model.max_len=24",
     "model.max_tokens=600",
     "model.embedding_dim=16",
@@ -49,16 +54,32 @@ TINY = [
     "model.attention.units=16",
     "model.head.dropout=0.0",
     "model.embedding_dropout=0.0",
+    "train.batch_size=32",
+    "train.learning_rate=0.01",
+    "tracking.n_attention_examples=2",
+]
+# The synthetic keyword task (a tiny BiLSTM learns it in seconds) and its sizes (its own keys:
+# another data set has other keys).
+TINY_DATA = [
+    "data.task=keywords",
     "data.n_train=400",
     "data.n_val=100",
     "data.n_test=100",
     "data.vocab_size=100",
     "data.min_len=5",
     "data.max_len=20",
-    "train.batch_size=32",
-    "train.learning_rate=0.01",
-    "tracking.n_attention_examples=2",
 ]
+TINY = [*TINY_MODEL, *TINY_DATA]
+
+
+def tiny(*overrides: str) -> list[str]:
+    """TINY plus ``overrides``; the synthetic data sizes are left out when another data set is
+    chosen, and the encoder's size key follows the encoder chosen (the CNN has filters, not units)."""
+    other_data = any(o.startswith("data=") and o != "data=synthetic" for o in overrides)
+    base = TINY_MODEL if other_data else TINY
+    if any(o in ("model=cnn", "model/encoder=cnn") for o in overrides):
+        base = ["model.encoder.filters=8" if o == "model.encoder.units=8" else o for o in base]
+    return [*base, *overrides]
 
 
 def compose(overrides: list[str] | None = None):
@@ -88,10 +109,34 @@ def _isolate_mlflow_uris():
 
     tracking_utils._tracking_uri = None
     registry_utils._registry_uri = None
-    tracking._uri_we_set = None
-    tracking._user_env_uri = None
+    tracking.store._uri_we_set = None
+    tracking.store._user_env_uri = None
     for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         os.environ.pop(k, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_in_tmp(tmp_path_factory):
+    """Tests never write into the checkout: the session (its module fixtures too) runs in a temp
+    folder, so a default MLflow store, mlruns/, Hydra's outputs/ or a report land there."""
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(here)
+
+
+@pytest.fixture(autouse=True)
+def _test_in_tmp(tmp_path, monkeypatch):
+    """Each test runs in its own empty folder (its tmp_path), and a ``--quiet`` or
+    ``--verbose`` that an in-process CLI call exports does not outlive the test."""
+    monkeypatch.chdir(tmp_path)
+    saved = {k: os.environ.get(k) for k in ("ATTNLAB_QUIET", "ATTNLAB_VERBOSE")}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture
@@ -145,3 +190,34 @@ def pg_databases():
             for n in names:
                 cur.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
         conn.close()
+
+
+def dead_cause(error: str) -> bool:
+    """A killed trial's run names why it was closed: a stale heartbeat (the sweeper) or a process
+    that is gone (the reaper, which a command opening the store may run first)."""
+    return "no heartbeat" in error or ("DeadProcess" in error and "killed" in error)
+
+
+def start_sweep_workers(tmp_path: Path, n: int, optuna_url: str, mlflow_uri: str, trial: list[str],
+                        n_trials: int) -> list[subprocess.Popen]:
+    """``n`` workers of one `hparams_search=synthetic_small` study on shared stores (each in its own
+    session, logging to ``tmp_path/worker<i>.log``); the tables and experiment are made first,
+    before the workers race to create them (docs/sweeps.md)."""
+    from attnlab import tracking
+
+    tracking.setup({"uri": mlflow_uri, "experiment": "attnlab", "artifact_dir": str(tmp_path / "mlruns")})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = [ATTNLAB, "train", "-m", "hparams_search=synthetic_small", *trial, f"hydra.sweeper.n_trials={n_trials}",
+            f"hydra.sweeper.storage={optuna_url}", f"tracking.uri={mlflow_uri}", "hydra.sweeper.poll_interval=0.5"]
+    return [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=(tmp_path / f"worker{i}.log").open("w"),
+                             stderr=subprocess.STDOUT, start_new_session=True) for i in range(n)]
+
+
+def cli_main(args: list[str], capsys) -> tuple[int, str, str]:
+    """``attnlab ARGS`` in-process: (exit status, stdout, stderr)."""
+    from attnlab import cli
+
+    rc = cli.main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err

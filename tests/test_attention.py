@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnlab.attention import attention_metrics, plot_heatmap, save_maps, token_importance, tokens_for
+from attnlab.analysis import attention_metrics, plot_heatmap, save_maps, token_importance, tokens_for
 
 
 def _maps():

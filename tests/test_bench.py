@@ -75,6 +75,7 @@ def test_cli_bad_set_is_one_line_error(capsys):
     assert err.startswith("error: repeats=0") and "\n" not in err
 
 
+@pytest.mark.slow  # over 20 s: make test-long (CI runs it)
 def test_layer_quick(tmp_path):
     # XLA only: the non-jit step is what the scaling test runs; memory probes run without jit.
     rec, uri = _run("layer", tmp_path, "layer.jit=[true]")
@@ -89,6 +90,7 @@ def test_layer_quick(tmp_path):
     assert "SelfAttention / MHA" in md and "QUICK" in md
 
 
+@pytest.mark.slow  # minutes: runs in `make test-long` (CI) and `make test-slow`
 def test_harness_quick(tmp_path):
     rec, uri = _run("harness", tmp_path, "repeats=2")
     _ratios_ok(rec, ["overhead_ratio", "fit_ratio", "outside_fit_ratio", "wall_plain_s", "harness_time_fit", "plain_time_fit"])
@@ -125,6 +127,8 @@ def test_scaling_quick_and_summary(tmp_path):
 @pytest.mark.postgres
 def test_sweep_quick(tmp_path):
     rec, uri = _run("sweep", tmp_path)
-    _ratios_ok(rec, ["pruning_time_ratio", "workers_rate_ratio", "pruning_wall_s"])
+    _ratios_ok(rec, ["pruning_time_ratio", "workers_rate_ratio", "pruning_wall_s", "sweep_jobs_rate_ratio",
+                     "grid_jobs_rate_ratio"])
+    assert rec["metrics"]["grid_jobs1_per_hour"] > 0  # the 4-point grid ran with 1 and 2 jobs
     assert math.isfinite(rec["metrics"]["pruning_best_diff_points"])
     _mlflow_run(uri, "sweep")

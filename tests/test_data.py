@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import functools
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +29,31 @@ SHA = {
 needs_mr = pytest.mark.skipif(not MR.exists(), reason="shared MR data not present")
 needs_trec = pytest.mark.skipif(not TREC_TRAIN.exists(), reason="shared TREC data not present")
 
-SYN: dict[str, Any] = dict(
-    name="synthetic", n_train=300, n_val=60, n_test=60, n_classes=3, vocab_size=200,
-    min_len=4, max_len=20, n_rationale=2, keywords_per_class=3,
+@functools.lru_cache(maxsize=None)
+def _defaults(name: str) -> dict[str, Any]:
+    from attnlab.config import to_plain
+    from conftest import compose
+
+    return to_plain(compose([f"data={name}", "data.train_path=x"] if name == "files" else [f"data={name}"]).data)
+
+
+def data_cfg(name: str, **kw: Any) -> dict[str, Any]:
+    """The real conf/data/<name>.yaml as a plain dict (its defaults), with ``kw`` on top."""
+    return {**_defaults(name), **kw}
+
+
+SYN: dict[str, Any] = data_cfg(
+    "synthetic", task="keywords", n_train=300, n_val=60, n_test=60, n_classes=3, vocab_size=200,
+    min_len=4, max_len=20, n_rationale=2, keywords_per_class=3, lowercase=False,
 )
 
 
 def mr_cfg(**kw: Any) -> dict[str, Any]:
-    return {"name": "mr", "path": str(MR), "n_folds": 10, "fold": 0, "val_fraction": 0.1, **kw}
+    return data_cfg("mr", path=str(MR), lowercase=False, **kw)
 
 
 def trec_cfg(**kw: Any) -> dict[str, Any]:
-    return {"name": "trec", "train_path": str(TREC_TRAIN), "test_path": str(TREC_TEST),
-            "val_fraction": 0.1, **kw}
+    return data_cfg("trec", train_path=str(TREC_TRAIN), test_path=str(TREC_TEST), **{"lowercase": False, **kw})
 
 
 def same(a: Dataset, b: Dataset) -> bool:
@@ -103,15 +115,12 @@ def test_synthetic_many_classes_sort_in_index_order() -> None:
     assert ds.classes == sorted(ds.classes) and ds.classes[10] == "class_10"
 
 
-def test_synthetic_works_with_omegaconf() -> None:
-    omegaconf = pytest.importorskip("omegaconf")
+def test_synthetic_loads_from_the_composed_config() -> None:
+    from conftest import compose
 
-    class Name(str, Enum):  # how a structured config may type data.name
-        synthetic = "synthetic"
-
-    cfg = omegaconf.OmegaConf.create({**SYN, "name": Name.synthetic, "label_noise": None,
-                                      "max_train_samples": "???", "path": None})
-    omegaconf.OmegaConf.set_struct(cfg, True)
+    cfg = compose(["data.task=keywords", "data.n_train=300", "data.n_val=60", "data.n_test=60", "data.n_classes=3", "data.vocab_size=200",
+                   "data.min_len=4", "data.max_len=20", "data.n_rationale=2", "data.keywords_per_class=3",
+                   "data.lowercase=false"]).data  # a DictConfig in struct mode, as train() gets it
     ds = load(cfg, seed=5)
     assert ds.name == "synthetic" and same(ds, load(SYN, seed=5))
 
@@ -212,8 +221,7 @@ def write(path: Path, fmt: str, rows: list[tuple[str, str]] = ROWS,
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
 def test_files_formats_agree(tmp_path: Path, fmt: str) -> None:
     path = write(tmp_path / f"train.{fmt}", fmt)
-    cfg = {"name": "files", "train_path": str(path), "format": "auto",
-           "val_fraction": 0.2, "test_fraction": 0.25}
+    cfg = data_cfg("files", train_path=str(path), val_fraction=0.2, test_fraction=0.25)
     ds = load(cfg, seed=0)
     assert ds.classes == ["neg", "neutral", "pos"]
     assert (len(ds.train), len(ds.val), len(ds.test)) == (36, 9, 15)
@@ -234,9 +242,8 @@ def test_files_explicit_splits_relative_paths_and_columns(tmp_path: Path) -> Non
     write(tmp_path / "train.tsv", "tsv", ROWS, header)
     write(tmp_path / "dev.jsonl", "jsonl", ROWS[:9], header)
     write(tmp_path / "test.csv", "csv", ROWS[9:21], header)
-    cfg = {"name": "files", "base_dir": str(tmp_path), "train_path": "train.tsv",
-           "val_path": "dev.jsonl", "test_path": "test.csv", "text_column": "sentence",
-           "label_column": "y", "val_fraction": None, "test_fraction": None}
+    cfg = data_cfg("files", base_dir=str(tmp_path), train_path="train.tsv", val_path="dev.jsonl",
+                   test_path="test.csv", text_column="sentence", label_column="y", lowercase=False)
     ds = load(cfg, seed=0)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (60, 9, 12)
     assert ds.files["val"] == str(tmp_path / "dev.jsonl")
@@ -249,8 +256,8 @@ def test_files_csv_quoted_fields_and_json_array(tmp_path: Path) -> None:
     csv_path.write_text('label,text\n1,"a, b"\n0,"line one\nline two"\n1,x\n0,y\n', encoding="utf-8")
     json_path = tmp_path / "t.json"
     json_path.write_text(json.dumps([{"text": "a", "label": 1}, {"text": "b", "label": 0}] * 3))
-    ds = load({"name": "files", "train_path": str(csv_path), "test_path": str(csv_path),
-               "val_path": str(json_path)}, seed=0)
+    ds = load(data_cfg("files", train_path=str(csv_path), test_path=str(csv_path), val_path=str(json_path),
+                       lowercase=False), seed=0)
     assert ds.classes == ["0", "1"]
     assert ds.train.texts[:2] == ["a, b", "line one\nline two"]
     assert ds.val.labels.tolist() == [1, 0] * 3
@@ -259,7 +266,7 @@ def test_files_csv_quoted_fields_and_json_array(tmp_path: Path) -> None:
 def test_files_labels_sort_numerically(tmp_path: Path) -> None:
     rows = [(f"t{i}", str(i % 11)) for i in range(66)]
     path = write(tmp_path / "d.tsv", "tsv", rows)
-    ds = load({"name": "files", "train_path": str(path), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    ds = load(data_cfg("files", train_path=str(path), val_fraction=0.2, test_fraction=0.2), seed=0)
     assert ds.classes == [str(i) for i in range(11)]
 
 
@@ -285,7 +292,7 @@ Builder = Callable[[Path], dict[str, Any]]
 
 
 def files_cfg(train: Path, **kw: Any) -> dict[str, Any]:
-    return {"name": "files", "train_path": str(train), "val_fraction": 0.2, "test_fraction": 0.2, **kw}
+    return data_cfg("files", **{"train_path": str(train), "val_fraction": 0.2, "test_fraction": 0.2, "base_dir": None, **kw})
 
 
 def raw(tmp: Path, name: str, content: str | bytes) -> Path:
@@ -330,18 +337,21 @@ BAD: list[tuple[str, Builder, type[AttnlabError], list[str]]] = [
      DataError, ["{t}/small.tsv", "data.test_fraction"]),
     ("singleton class", lambda t: files_cfg(raw(t, "one.tsv", GOOD_TSV + "z\tc\n")),
      DataError, ["{t}/one.tsv", "'c'", "only 1 row"]),
-    ("fold out of range", lambda t: {"name": "mr", "path": str(raw(t, "mr.tsv", GOOD_TSV)), "fold": 10,
-                                     "n_folds": 10, "val_fraction": 0.1},
+    ("fold out of range", lambda t: data_cfg("mr", path=str(raw(t, "mr.tsv", GOOD_TSV)), fold=10, n_folds=10),
      ConfigError, ["data.fold", "0..9", "10"]),
-    ("too few rows per fold", lambda t: {"name": "mr", "path": str(raw(t, "mr.tsv", GOOD_TSV)), "fold": 0,
-                                         "n_folds": 11, "val_fraction": 0.1},
+    ("too few rows per fold", lambda t: data_cfg("mr", path=str(raw(t, "mr.tsv", GOOD_TSV)), fold=0, n_folds=11),
      DataError, ["{t}/mr.tsv", "data.n_folds"]),
-    ("unknown data.name", lambda t: {"name": "imdb"}, ConfigError, ["data.name", "'imdb'", "synthetic"]),
+    ("unknown loader", lambda t: data_cfg("mr", _target_="attnlab.data.corpora.load_imdb"), ConfigError,
+     ["data._target_", "'attnlab.data.corpora.load_imdb'", "no 'load_imdb'"]),
+    ("loader not importable", lambda t: data_cfg("mr", _target_="nopkg.load"), ConfigError,
+     ["data._target_", "cannot import nopkg"]),
     ("unknown format", lambda t: files_cfg(raw(t, "x.tsv", GOOD_TSV), format="parquet"),
      ConfigError, ["data.format", "'parquet'", "jsonl"]),
     ("unknown extension", lambda t: files_cfg(raw(t, "x.txt", GOOD_TSV)), ConfigError, ["{t}/x.txt", "data.format"]),
-    ("missing val_fraction", lambda t: {"name": "trec", "train_path": "a", "test_path": "b"},
-     ConfigError, ["data.val_fraction"]),
+    ("missing val_fraction", lambda t: {k: v for k, v in data_cfg("trec").items() if k != "val_fraction"},
+     ConfigError, ["data (attnlab.data.corpora.load_trec)", "val_fraction"]),
+    ("unknown loader argument", lambda t: data_cfg("trec", vall_fraction=0.1),
+     ConfigError, ["data (attnlab.data.corpora.load_trec)", "vall_fraction"]),
     ("val_fraction out of range", lambda t: files_cfg(raw(t, "x.tsv", GOOD_TSV), val_fraction=1.5),
      ConfigError, ["data.val_fraction", "1.5"]),
     ("max_train_samples not int", lambda t: {**SYN, "max_train_samples": "10"}, ConfigError, ["data.max_train_samples", "'10'"]),

@@ -21,7 +21,7 @@ def _record(directory: Path, run) -> dict:
     """Everything a run computed (timings aside): metrics, per-epoch histories, attention maps."""
     client = mlflow_client(directory)
     rid = run.info.run_id
-    metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith("time_")}
+    metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith(("time_", "system/"))}
     hist = {k: [(m.step, m.value) for m in sorted(client.get_metric_history(rid, k), key=lambda m: m.step)]
             for k in HISTORIES}
     path = client.download_artifacts(rid, "attention/maps.npz", str(directory / f"dl-{rid}"))
@@ -39,13 +39,13 @@ def _assert_identical(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a["maps"][k], b["maps"][k], err_msg=k)
 
 
+@pytest.mark.slow  # over 20 s: make test-long (CI runs it)
 def test_same_seed_identical_in_process(in_tmp):
-    from attnlab.train import last_run, train
+    from attnlab.train import train
 
     ids = []
     for seed in (0, 0, 1):
-        train(compose([*CFG, f"seed={seed}"]))
-        ids.append(last_run()["id"])
+        ids.append(train(compose([*CFG, f"seed={seed}"])).run_id)
     by_id = {r.info.run_id: r for r in runs(in_tmp)}
     first, second, other = (_record(in_tmp, by_id[i]) for i in ids)
     _assert_identical(first, second)
@@ -58,10 +58,10 @@ def test_same_seed_identical_in_process(in_tmp):
 def test_same_seed_identical_across_processes(in_tmp, tmp_path_factory):
     """A fresh process (its own TensorFlow runtime, thread pools and Python hash seed) gives
     the same record as this one."""
-    from attnlab.train import last_run, train
+    from attnlab.train import train
 
-    train(compose([*CFG, "seed=0"]))
-    (here,) = [r for r in runs(in_tmp) if r.info.run_id == last_run()["id"]]
+    run_id = train(compose([*CFG, "seed=0"])).run_id
+    (here,) = [r for r in runs(in_tmp) if r.info.run_id == run_id]
     fresh = tmp_path_factory.mktemp("fresh")
     proc = run_cli(["train", *CFG, "seed=0"], cwd=fresh, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from collections import Counter
 
 import pytest
 
-from conftest import ATTNLAB
+from conftest import start_sweep_workers
 
 WORKERS = 4
 N_TRIALS = 100
@@ -35,22 +34,9 @@ def test_four_workers_hundred_trials_on_postgres(tmp_path, pg_databases):
     import optuna
     from optuna.trial import TrialState
 
-    from attnlab import tracking
-
     optuna_url, mlflow_uri = pg_databases
-    # Tables and experiment once, before the workers race to create them (docs/sweeps.md).
-    tracking.setup({"uri": mlflow_uri, "experiment": "attnlab", "artifact_dir": str(tmp_path / "mlruns")})
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    args = [ATTNLAB, "train", "-m", "hparams_search=synthetic_small", *TINY_TRIAL,
-            f"hydra.sweeper.n_trials={N_TRIALS}", f"hydra.sweeper.storage={optuna_url}",
-            f"tracking.uri={mlflow_uri}", "hydra.sweeper.poll_interval=0.5"]
     t0 = time.perf_counter()
-    procs = []
-    for i in range(WORKERS):
-        log = (tmp_path / f"worker{i}.log").open("w")
-        procs.append(subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+    procs = start_sweep_workers(tmp_path, WORKERS, optuna_url, mlflow_uri, TINY_TRIAL, N_TRIALS)
     try:
         codes = [p.wait(timeout=3300) for p in procs]
     finally:

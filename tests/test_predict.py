@@ -7,17 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from conftest import cli_main
 from tiny_store import tiny_store
 
 TEXTS = ["w1 w2 w3 w4 w5", "w9 <b>&amp; w9", "w12 costs $5 \\frac{$"]
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from attnlab import cli
-
-    rc = cli.main(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +25,7 @@ def test_predict_json_html_png(store, tmp_path, capsys):
 
     _, uri, run_id = store
     model_uri = f"runs:/{run_id}/model"
-    rc, out, err = _cli(["predict", "--model", model_uri, "--tracking-uri", uri, *TEXTS, "--json", "--top-k", "2",
+    rc, out, err = cli_main(["predict", "--model", model_uri, "--tracking-uri", uri, *TEXTS, "--json", "--top-k", "2",
                          "--html", str(tmp_path / "out.html"), "--png", str(tmp_path / "maps")], capsys)
     assert rc == 0, err
     rows = [json.loads(line) for line in out.splitlines()]  # stdout is pure JSON lines under --json
@@ -67,12 +60,12 @@ def test_predict_reads_files_and_prints_text(store, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("w1 w2 w3\n\n   \nw4 w5\n")
     (tmp_path / "in.csv").write_text('id,review\n1,"w1, w2"\n2,w7\n')
     base = ["predict", "--model", f"runs:/{run_id}/model", "--tracking-uri", uri]
-    rc, out, err = _cli([*base, "first text", "--input", str(tmp_path / "in.txt")], capsys)
+    rc, out, err = cli_main([*base, "first text", "--input", str(tmp_path / "in.txt")], capsys)
     assert rc == 0, err
     assert [ln.split(". ", 1)[1] for ln in out.splitlines() if ln[:1].isdigit()] == ["'first text'", "'w1 w2 w3'",
                                                                                     "'w4 w5'"]
     assert out.count("   label: ") == 3 and out.count("   most attended: ") == 3
-    rc, out, err = _cli([*base, "--input", str(tmp_path / "in.csv"), "--column", "review", "--json"], capsys)
+    rc, out, err = cli_main([*base, "--input", str(tmp_path / "in.csv"), "--column", "review", "--json"], capsys)
     assert rc == 0, err
     assert [json.loads(ln)["text"] for ln in out.splitlines()] == ["w1, w2", "w7"]
 
@@ -94,6 +87,6 @@ def test_predict_bad_input_one_line(store, extra, message, tmp_path, monkeypatch
     args = ["predict", "--tracking-uri", uri]
     if "--model" not in extra:
         args += ["--model", f"runs:/{run_id}/model"]
-    rc, out, err = _cli([*args, *extra], capsys)
+    rc, out, err = cli_main([*args, *extra], capsys)
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith(message), err

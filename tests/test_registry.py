@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from attnlab.registry import tracking_scope
-from conftest import run_cli
+from attnlab.tracking import uri_scope as tracking_scope
+from conftest import cli_main, run_cli
 from tiny_store import tiny_store
 
 
@@ -31,14 +31,6 @@ def unrelated_global_store(store, tmp_path):
     through the global URI, which once made registering into PostgreSQL fail)."""
     with tracking_scope(f"sqlite:///{tmp_path / 'unrelated.db'}"):
         yield
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from attnlab import cli
-
-    rc = cli.main(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def _fake_run(client, exp_id: str, status: str, metrics: dict[str, float], variant: str, with_model: bool) -> str:
@@ -65,7 +57,7 @@ def test_register_load_by_alias_and_predict_then_idempotent(store, capsys):
     _, uri, run_id = store
     args = ["register", "--experiment", "attnlab", "--name", "reg-flow", "--tracking-uri", uri]
     env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    rc, out, err = _cli(args, capsys)
+    rc, out, err = cli_main(args, capsys)
     assert rc == 0, err
     # --tracking-uri is used for this command only: nothing leaks to later code or child processes
     assert {k: os.environ.get(k) for k in env_before} == env_before
@@ -92,7 +84,7 @@ def test_register_load_by_alias_and_predict_then_idempotent(store, capsys):
     same = same.predict(texts)
     np.testing.assert_allclose(np.stack(pred["probabilities"]), np.stack(same["probabilities"]), atol=1e-6)
 
-    rc, out, err = _cli(args, capsys)
+    rc, out, err = cli_main(args, capsys)
     assert rc == 0, err
     assert out.startswith("unchanged: reg-flow@champion is version 1; it already points at the best run")
     assert len(client.search_model_versions("name = 'reg-flow'")) == 1
@@ -111,27 +103,27 @@ def test_selection_skips_unfinished_and_modelless_runs_and_moves_the_alias(store
     better = _fake_run(client, exp, "FINISHED", {"val_accuracy": 0.80, "val_loss": 0.60}, "scale=none", True)
     common = ["register", "--experiment", "selection", "--name", "sel", "--tracking-uri", uri]
 
-    rc, out, err = _cli([*common, "--filter", "tags.`attnlab.variant` = 'scale=sqrt_dk'"], capsys)
+    rc, out, err = cli_main([*common, "--filter", "tags.`attnlab.variant` = 'scale=sqrt_dk'"], capsys)
     assert rc == 0, err
     assert client.get_model_version_by_alias("sel", "champion").run_id == base
 
-    rc, out, err = _cli(common, capsys)  # no filter: the better eligible run takes the alias
+    rc, out, err = cli_main(common, capsys)  # no filter: the better eligible run takes the alias
     assert rc == 0, err
     mv = client.get_model_version_by_alias("sel", "champion")
     assert (str(mv.version), mv.run_id) == ("2", better)
     assert mv.tags["attnlab.variant"] == "scale=none" and mv.tags["val_accuracy"] == "0.8"
-    rc, out, err = _cli(common, capsys)
+    rc, out, err = cli_main(common, capsys)
     assert out.startswith("unchanged: sel@champion is version 2")
 
     # By val_loss (min) the first run is better: its existing version is reused, not duplicated.
-    rc, out, err = _cli([*common, "--metric", "val_loss", "--mode", "min"], capsys)
+    rc, out, err = cli_main([*common, "--metric", "val_loss", "--mode", "min"], capsys)
     assert rc == 0, err
     assert out.startswith(f"reused sel version 1 (run {base}, val_loss=0.5000")
     assert str(client.get_model_version_by_alias("sel", "champion").version) == "1"
     assert len(client.search_model_versions("name = 'sel'")) == 2
 
     # A test metric would pick the run with test_accuracy 0.99: refused, alias untouched.
-    rc, out, err = _cli([*common, "--metric", "test_accuracy"], capsys)
+    rc, out, err = cli_main([*common, "--metric", "test_accuracy"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: --metric test_accuracy: refusing to select a model on a test metric")
     assert str(client.get_model_version_by_alias("sel", "champion").version) == "1"
@@ -163,14 +155,14 @@ def test_register_without_a_finished_run_exits_nonzero_with_one_line(store, tmp_
 )
 def test_register_bad_arguments_one_line(store, extra, message, capsys):
     _, uri, _ = store
-    rc, out, err = _cli(["register", "--tracking-uri", uri, *extra], capsys)
+    rc, out, err = cli_main(["register", "--tracking-uri", uri, *extra], capsys)
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
 
 
 def test_register_unknown_metric_names_the_available_ones(store, capsys):
     _, uri, _ = store
-    rc, out, err = _cli(["register", "--tracking-uri", uri, "--metric", "val_acc"], capsys)
+    rc, out, err = cli_main(["register", "--tracking-uri", uri, "--metric", "val_acc"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "0 with metric 'val_acc'" in err and "their validation metrics: " in err
     assert "val_accuracy" in err and "test_accuracy" not in err

@@ -19,9 +19,11 @@ from typing import Callable
 
 import pytest
 
-from conftest import ATTNLAB, ROOT, TINY, mlflow_client, run_cli, runs
+from conftest import ATTNLAB, ROOT, TINY, mlflow_client, run_cli, runs, tiny
 
-FAST = [*TINY, "train.epochs=1", "tracking.log_model=false"]
+def fast(*overrides: str) -> list[str]:
+    """One-epoch tiny settings plus ``overrides`` (without the synthetic sizes when another data set is chosen)."""
+    return tiny("train.epochs=1", "tracking.log_model=false", *overrides)
 GOOD_ROWS = "".join(f"word{i} text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
 
 
@@ -75,7 +77,7 @@ CATALOGUE: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "bad_enum": (lambda d: ["model.attention.scale=foo"], ["model.attention.scale", "sqrt_dk"]),
     "units_zero": (lambda d: ["model.attention.units=0"], ["model.attention.units=0"]),
     "heads_not_dividing": (lambda d: ["model.attention.units=16", "model.attention.heads=3"],
-                           ["model.attention.units=16", "model.attention.heads=3", "divisible"]),
+                           ["model.attention.heads=3", "units=16", "divisor"]),
     "max_len_zero": (lambda d: ["model.max_len=0"], ["model.max_len=0"]),
     "epochs_zero": (lambda d: ["train.epochs=0"], ["train.epochs=0"]),
     "negative_seed": (lambda d: ["seed=-1"], ["seed", "-1"]),
@@ -114,7 +116,7 @@ def test_bad_input_catalogue(case, in_tmp, capsys, monkeypatch):
     capsys.readouterr()
     t = time.perf_counter()
     with pytest.raises(SystemExit) as exc:
-        cli.main(["train", *FAST, *overrides])
+        cli.main(["train", *fast(*overrides)])
     elapsed = time.perf_counter() - t
     assert exc.value.code == 2
     line = _error_line(capsys.readouterr().err)
@@ -133,7 +135,7 @@ def test_bad_input_catalogue(case, in_tmp, capsys, monkeypatch):
 def test_bad_input_cli_subprocess(case, tmp_path):
     """The real entry point: non-zero exit, exactly one stderr line, no traceback."""
     build, expected = CATALOGUE[case]
-    proc = run_cli(["train", *FAST, *build(tmp_path)], cwd=tmp_path, timeout=120,
+    proc = run_cli(["train", *fast(*build(tmp_path))], cwd=tmp_path, timeout=120,
                    env={"HYDRA_FULL_ERROR": "0", "ATTNLAB_VERBOSE": "0"})
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = _error_line(proc.stderr)
@@ -201,8 +203,8 @@ def test_crash_mid_fit_keeps_metrics_and_artifacts(in_tmp, capsys, monkeypatch):
     _write(data_dir, "test.csv", "text,label\n" + "".join(rows.splitlines(keepends=True)[:50]))
     before = _snapshot(data_dir)
     mtimes = {p: p.stat().st_mtime_ns for p in data_dir.iterdir()}
-    assert cli.main(["train", *FAST, "data=files", f"data.train_path={data_dir / 'train.csv'}",
-                     f"data.test_path={data_dir / 'test.csv'}"]) == 0
+    assert cli.main(["train", *fast("data=files", f"data.train_path={data_dir / 'train.csv'}",
+                                    f"data.test_path={data_dir / 'test.csv'}")]) == 0
     assert _snapshot(data_dir) == before
     assert {p: p.stat().st_mtime_ns for p in data_dir.iterdir()} == mtimes
     statuses = sorted(r.info.status for r in runs(in_tmp))

@@ -61,7 +61,8 @@ def store(tmp_path, _empty_store):
 
 
 def test_statistics_match_scipy(store):
-    from attnlab.report import build_report, collect_runs, client_for
+    from attnlab.report import build_report, collect_runs
+    from attnlab.tracking import client as client_for
 
     _log_runs(store)
     df = collect_runs(client_for(store), ABL)
@@ -118,14 +119,20 @@ def test_report_cli_writes_files_logs_run_and_ignores_it_next_time(store, tmp_pa
     assert len(reports) == 1 and reports[0].info.status == "FINISHED"
     logged = {a.path for a in client.list_artifacts(reports[0].info.run_id)}
     assert logged == files
-    # The report run is not an ablation run: a second report still counts 24 runs.
-    assert main([ABL, "--tracking-uri", store, "--out", str(out), "--no-log"]) == 0
+    # A second report into the same folder would replace these files: refused before any work,
+    # unless --force (issue 18). The report run is not an ablation run: it still counts 24 runs.
+    from attnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="would replace comparisons.csv, report.csv, report.md, report.png"):
+        main([ABL, "--tracking-uri", store, "--out", str(out), "--no-log"])
+    assert main([ABL, "--tracking-uri", store, "--out", str(out), "--no-log", "--force"]) == 0
     assert "runs: 24 FINISHED" in capsys.readouterr().out
     assert mlflow  # imported for the client
 
 
 def test_duplicates_keep_latest_and_reproductions_and_other_runs_are_left_out(store):
-    from attnlab.report import build_report, collect_runs, client_for
+    from attnlab.report import build_report, collect_runs
+    from attnlab.tracking import client as client_for
 
     client, exp_id, ids = _log_runs(store)
     # A later re-run of (arm=better, seed 0) with a different value replaces the first.
@@ -204,7 +211,8 @@ def test_degenerate_pairs_get_a_note_not_a_misleading_test():
 def test_unit_seed_averages_folds_before_pairing(store):
     import mlflow
 
-    from attnlab.report import build_report, collect_runs, client_for
+    from attnlab.report import build_report, collect_runs
+    from attnlab.tracking import client as client_for
 
     client = mlflow.MlflowClient(store)
     exp_id = client.create_experiment("cv")
@@ -242,7 +250,7 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
 
     from attnlab.config import config_dir, register_configs, to_plain
     from attnlab.report import parse_variant, reference_pairs
-    from attnlab.train import variant_items
+    from attnlab.run_spec import variant_items
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -251,8 +259,8 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
     ablation = cfg.ablation
     assert ablation.name == name and cfg.tracking.experiment == f"ablation-{name}"
     assert params["seed"] in ("range(5)", "0,1,2,3,4")
-    # A grid over the variant keys (baseline: seeds only, the variant is the model as composed).
-    assert set(params) == ({"seed"} if name == "baseline" else set(ablation.variant_keys) | {"seed"})
+    # A grid over the variant keys (baseline: the default model and model=tfidf_lr).
+    assert set(params) == set(ablation.variant_keys) | {"seed"}
     # Every grid cell's variant tag is made of the variant keys only; the reference is one of them.
     import itertools
 
@@ -265,7 +273,7 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
         items = variant_items(c, [f"experiment={name}", "data=mr", "data.fold=3", *combo, "seed=2"])
         assert len(items) == len(ablation.variant_keys)
         variants.append(",".join(f"{k}={v}" for k, v in items))
-    assert len(set(variants)) == len(variants) >= (1 if name == "baseline" else 2)
+    assert len(set(variants)) == len(variants) >= 2
     pairs = reference_pairs(variants, ablation.reference)
     assert sum(p is None for p in pairs.values()) == len(variants) // len(grids[0])
     assert all(parse_variant(v).items() >= parse_variant(ablation.reference).items() or p is not None
@@ -275,26 +283,45 @@ def test_presets_compose_into_a_grid_of_five_seeds(name):
 def test_execution_settings_are_not_part_of_the_variant():
     """Runs of one variant launched with another thread count or verbosity group together."""
     from attnlab.config import to_plain
-    from attnlab.train import variant_items
+    from attnlab.run_spec import variant_items
 
-    ov = ["experiment=pooling", "data=mr", "data.fold=1", "model.pooling.type=max", "train.threads=1",
+    ov = ["experiment=pooling", "data=mr", "data.fold=1", "model/pooling=max", "train.threads=1",
           "train.verbose=2", "tracking.log_model=false"]
     assert variant_items(to_plain(compose(ov)), ov) == [("pool", "max")]
     ov = ["model.attention.scale=none", "train.threads=1"]
     assert dict(variant_items(to_plain(compose(ov)), ov)) == {"scale": "none", "pool": "mean"}
 
 
+@pytest.mark.slow  # minutes: runs in `make test-long` (CI) and `make test-slow`
 def test_preset_grid_launches_and_reports(tmp_path):
     """The real path: a command-line grid replaces the preset's values; report reads the runs."""
     proc = run_cli(["train", "-m", "experiment=pooling", *TINY, "train.epochs=1", "tracking.log_model=false",
-                    "tracking.n_attention_examples=0", "model.pooling.type=mean,max", "seed=0"], cwd=tmp_path)
+                    "tracking.n_attention_examples=0", "model/pooling=mean,max", "seed=0"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from attnlab.report import build_report, collect_runs, client_for
+    from attnlab.report import build_report, collect_runs
+    from attnlab.tracking import client as client_for
 
     df = collect_runs(client_for(f"sqlite:///{tmp_path / 'mlflow.db'}"), "pooling", experiment="ablation-pooling")
-    fixed = ("units=16,embedding_dim=16,embedding_dropout=0.0,encoder_units=8,dropout=0.0,max_len=24,"
+    fixed = ("model=default,units=16,embedding_dim=16,embedding_dropout=0.0,encoder_units=8,dropout=0.0,max_len=24,"
              "max_tokens=600,batch_size=32,epochs=1,lr=0.01")
     assert sorted(zip(df["variant"], df["seed"])) == [(f"pool={p},{fixed}", s) for p in ("max", "mean") for s in (0,)]
     rep = build_report(df, "pooling", ["test_accuracy"])
     assert rep.reference == "pool=mean"
     assert list(rep.comparisons["reference"]) == [f"pool=mean,{fixed}"] and rep.comparisons["n_pairs"].iloc[0] == 1
+
+
+def test_power_analysis_matches_known_values_and_shows_in_the_report(store, tmp_path, capsys):
+    """A paired t-test needs 10 pairs for 80 % power at d_z = 1 (alpha 0.05; Cohen's tables); the
+    MDE is the effect at which the exact power is 0.8; every comparison prints both."""
+    from attnlab.report import _power, detectable_effect, main, pairs_needed
+
+    assert pairs_needed(1.0, 1.0) == 10 and pairs_needed(1.0, 0.5) == 34
+    mde = detectable_effect(0.02, 8)
+    assert _power(mde, 0.02, 8, 0.05) == pytest.approx(0.8, abs=1e-6)
+    assert mde > detectable_effect(0.02, 30)  # more pairs, smaller detectable effect
+    _log_runs(store)
+    assert main([ABL, "--tracking-uri", store, "--out", str(tmp_path / "o"), "--metric", "test_accuracy",
+                 "--no-log"]) == 0
+    text = capsys.readouterr().out
+    assert "MDE (80 % power) | pairs for 1 pt" in text
+    assert "only differences of about" in text  # "not shown", in numbers, for the non-significant arm

@@ -16,10 +16,10 @@ from conftest import TINY, compose
 def tiny_store() -> tuple[Path, str, str]:
     """(store directory, tracking URI, run id) of one FINISHED run with a logged model in
     experiment ``attnlab``. Tests register it under their own model names."""
-    from attnlab.train import last_run, train
+    from attnlab.train import train
 
     d = Path(tempfile.mkdtemp(prefix="attnlab_models_"))
     atexit.register(shutil.rmtree, d, True)
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    train(compose([*TINY, "train.epochs=2", f"tracking.uri='{uri}'", f"tracking.artifact_dir='{d / 'mlruns'}'"]))
-    return d, uri, last_run()["id"]
+    result = train(compose([*TINY, "train.epochs=2", f"tracking.uri='{uri}'", f"tracking.artifact_dir='{d / 'mlruns'}'"]))
+    return d, uri, result.run_id

@@ -2,7 +2,8 @@
 
 ``attnlab train [hydra overrides]`` hands its arguments to Hydra; every other subcommand
 has its own ``--help``. Errors a user can fix print one line (``error: ...``) and exit 2;
-``--verbose`` or ``HYDRA_FULL_ERROR=1`` shows the traceback.
+``--verbose`` or ``HYDRA_FULL_ERROR=1`` shows the traceback. ``--quiet`` turns off the line
+per epoch (and Keras' progress bar) of every run the command trains (:mod:`attnlab.console`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("attnlab.report", "aggregate an ablation's runs: mean, CI, paired tests"),
     "reproduce": ("attnlab.reproduce", "re-run a logged run from its config and compare metrics"),
     "bench": ("attnlab.bench", "benchmarks measured as side-by-side ratios"),
+    "history": ("attnlab.history", "list the moves of a registry alias (champion); roll back with register --rollback"),
 }
 
-USAGE = """usage: attnlab [--verbose] COMMAND [ARGS...]
+USAGE = """usage: attnlab [--verbose] [--quiet] COMMAND [ARGS...]
 
 Experiment-tracking harness for self-attention text classifiers.
 
@@ -35,6 +37,7 @@ examples:
   attnlab train -m hparams_search=synthetic_small  # Optuna sweep
   attnlab train --cfg job                         # print the composed config
 Run `attnlab COMMAND --help` for a command's options; `attnlab train --help` lists config groups.
+--verbose shows tracebacks; --quiet (-q) prints no line per epoch (results and errors still show).
 """
 
 
@@ -45,33 +48,6 @@ def _usage() -> str:
 
 def verbose() -> bool:
     return bool(os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("ATTNLAB_VERBOSE") == "1")
-
-
-def one_line(exc: BaseException) -> str:
-    """Collapse a (possibly multi-line Hydra/OmegaConf) error message into one line."""
-    from attnlab.errors import AttnlabError
-
-    cur: BaseException | None = exc
-    # Hydra wraps the task's exception; report the innermost attnlab error when there is one.
-    while cur is not None:
-        if isinstance(cur, AttnlabError):
-            return str(cur).strip().splitlines()[0] if str(cur).strip() else type(cur).__name__
-        cur = cur.__cause__ or cur.__context__
-    lines = []
-    text = str(exc)
-    # Hydra's "Error merging override x=y" keeps the reason (allowed values, type) in its cause.
-    if exc.__cause__ is not None and str(exc.__cause__).strip():
-        text += "\n" + str(exc.__cause__)
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("reference_type", "object_type", "Set the environment variable")):
-            continue
-        if line.startswith("Config search path"):
-            break
-        lines.append(line)
-    text = "; ".join(lines) or type(exc).__name__
-    text = text.replace("Available options in", "available options in").replace(":;", ":")
-    return f"{type(exc).__name__}: {text}" if not lines else text
 
 
 def _hint(exc: BaseException) -> str:
@@ -92,6 +68,8 @@ def _hint(exc: BaseException) -> str:
 def _patch_hydra_error_reporting() -> None:
     """Hydra prints composition errors over several lines; attnlab prints one (pinned hydra-core 1.3.8)."""
     import hydra._internal.utils as hu
+
+    from attnlab.errors import one_line
 
     def run_and_report(func):
         try:
@@ -121,18 +99,26 @@ def _patch_hydra_error_reporting() -> None:
 
 
 def _task(cfg) -> float:
-    from attnlab.train import last_run, train
-    from attnlab.tracking import resolve_uri
+    """The Hydra task of every job: one training run (a sweep's job runs its trial)."""
     from attnlab.config import to_plain
+    from attnlab.tracking import retry
+    from attnlab.train import train
+    from attnlab.trial import open_trial
+    from attnlab.watch import finished_lines
 
-    value = train(cfg)
-    info = last_run()
-    if info:
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in info["metrics"].items() if k in ("val_accuracy", "test_accuracy"))
-        uri = resolve_uri(to_plain(cfg.tracking))
-        print(f"run {info['id']} FINISHED: {metrics}", flush=True)
-        print(f"view it: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)", flush=True)
-    return value
+    # None unless the Optuna sweeper launched this job; retried through a storage restart
+    trial = retry.call(open_trial, cfg.get("trial"), what="opening the trial")
+    try:
+        if trial is not None and trial.replicates:  # hydra.sweeper.replicates: one run per replicate
+            from attnlab.replicates import run_trial
+
+            return run_trial(cfg, trial)
+        result = train(cfg, trial=trial)
+    finally:
+        if trial is not None:
+            trial.close()
+    print("\n".join(finished_lines(result.run_id, result.metrics, to_plain(cfg.tracking))), flush=True)
+    return result.value
 
 
 def train_main(argv: list[str]) -> int:
@@ -152,23 +138,37 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-def _quiet_defaults() -> None:
-    """Library chatter a user did not ask for; each stays overridable from the environment."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import warnings
+def _global_flags(argv: list[str]) -> list[str]:
+    """Strip the leading ``--verbose`` / ``--quiet`` flags (any order) into the environment, so
+    the jobs a command starts (a sweep's, a launcher's) inherit them."""
+    flags = {"--verbose": "ATTNLAB_VERBOSE", "--quiet": "ATTNLAB_QUIET", "-q": "ATTNLAB_QUIET"}
+    while argv and argv[0] in flags:
+        os.environ[flags[argv.pop(0)]] = "1"
+    return argv
 
-    warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
-    warnings.filterwarnings("ignore", message=".*Failed to infer signature from type hint.*")
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+
+_FLAG_VARS = ("ATTNLAB_VERBOSE", "ATTNLAB_QUIET")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_defaults()
-    if argv and argv[0] == "--verbose":
-        os.environ["ATTNLAB_VERBOSE"] = "1"
-        argv = argv[1:]
+    """The command; the global flags' environment is restored afterwards, so an in-process
+    caller (a test, a notebook) is not left quiet or verbose."""
+    saved = {k: os.environ.get(k) for k in _FLAG_VARS}
+    try:
+        return _main(argv)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _main(argv: list[str] | None) -> int:
+    from attnlab.console import quiet_libraries
+
+    quiet_libraries()  # before TensorFlow, MLflow or matplotlib load
+    argv = _global_flags(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    from attnlab.errors import AttnlabError
+    from attnlab.errors import AttnlabError, one_line
 
     try:
         if name == "train":
@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    from attnlab.console import filter_native_stderr
+
+    filter_native_stderr()  # the console script only: TensorFlow's fixed notes leave stderr
     sys.exit(main())
 
 

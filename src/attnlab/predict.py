@@ -4,7 +4,7 @@ Any MLflow model URI works (``models:/attnlab@champion``, ``models:/attnlab/3``,
 ``runs:/<run id>/model``, a local model folder); the model brings its own vocabulary, so
 the training data is not needed. Per text it prints the label, the class probabilities and
 the most attended tokens (attention each token *receives*: the mean over heads and real
-query tokens, see :func:`attnlab.attention.token_importance`). ``--html`` writes one page
+query tokens, see :func:`attnlab.analysis.token_importance`). ``--html`` writes one page
 with every text's tokens shaded by that attention, ``--png`` one (query x key) heatmap per
 text, ``--json`` one JSON object per text and line.
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import math
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from attnlab.errors import AttnlabError, ConfigError, DataError
+from attnlab import outputs
+from attnlab.errors import AttnlabError, ConfigError, DataError, first_line
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Prediction:
                 "top_tokens": [[t, w] for t, w in self.top(k)]}
 
 
-# How MLflow loads a model logged from code (attnlab's pyfunc_model.py); a pickled pyfunc has
+# How MLflow loads a model logged from code (attnlab's serving/model_code.py); a pickled pyfunc has
 # loader_module mlflow.pyfunc.model and a `python_model` (cloudpickle) file instead.
 _CODE_MODEL_LOADER = "mlflow.pyfunc.loaders.code_model"
 
@@ -57,7 +57,7 @@ class _NotAttnlab(Exception):
 
 
 def load(model_uri: str, tracking_uri: str | None = None) -> Any:
-    """The :class:`attnlab.pyfunc.AttnlabPyfunc` behind ``model_uri`` (Keras loaded with
+    """The :class:`attnlab.serving.pyfunc.AttnlabPyfunc` behind ``model_uri`` (Keras loaded with
     ``safe_mode=True``).
 
     Raises:
@@ -66,14 +66,14 @@ def load(model_uri: str, tracking_uri: str | None = None) -> Any:
     import mlflow.models
     import mlflow.pyfunc
 
-    from attnlab.registry import client_for, short, tracking_scope, tracking_uri as resolve
+    from attnlab import tracking
 
     if not model_uri:
         raise ConfigError("--model is empty; give a model URI such as models:/attnlab@champion")
-    uri = resolve(tracking_uri)
+    uri = tracking.launch_uri(tracking_uri)
     try:
-        client_for(uri)  # sets the fail-fast HTTP defaults (and fails on a malformed URI)
-        with tracking_scope(uri), warnings.catch_warnings():
+        tracking.client(uri)  # sets the fail-fast HTTP defaults (and fails on a malformed URI)
+        with tracking.uri_scope(uri), warnings.catch_warnings():
             # Read the MLmodel file first: a pyfunc pickled with cloudpickle (any model not logged
             # by attnlab) would run arbitrary code while loading, so it is refused before that.
             flavor = (mlflow.models.get_model_info(model_uri).flavors or {}).get("python_function") or {}
@@ -86,7 +86,7 @@ def load(model_uri: str, tracking_uri: str | None = None) -> Any:
         raise AttnlabError(f"--model {model_uri}: not an attnlab model (logged by `attnlab train`); "
                            f"not loaded, since loading it could unpickle arbitrary objects") from None
     except Exception as e:  # noqa: BLE001 - unknown alias/run/path, unreachable store: one user problem
-        raise AttnlabError(f"--model {model_uri}: cannot load it from {uri} ({short(e)})") from e
+        raise AttnlabError(f"--model {model_uri}: cannot load it from {uri} ({first_line(e)})") from e
     try:
         inner = loaded.unwrap_python_model()
     except Exception:  # noqa: BLE001 - not a PythonModel-based pyfunc
@@ -100,7 +100,7 @@ def predict_texts(model: Any, texts: Sequence[str], batch_size: int = 256, png_d
                   start: int = 0) -> list[Prediction]:
     """Predictions for ``texts``; with ``png_dir`` also one heatmap per text (``NNNN.png``,
     numbered from ``start + 1``; texts without tokens get none)."""
-    from attnlab.attention import plot_heatmap
+    from attnlab.analysis import plot_heatmap
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
@@ -120,7 +120,7 @@ def predict_texts(model: Any, texts: Sequence[str], batch_size: int = 256, png_d
                 attention=[float(w) for w in raw["importance"][i][: len(toks)]],
             )
             out.append(pred)
-            if png_dir is not None and toks:
+            if png_dir is not None and toks and raw.get("weights") is not None:
                 n = start + len(out)
                 plot_heatmap(raw["weights"][i], toks, png_dir / f"{n:04d}.png",
                              title=f"#{n} {_clip(text, 60)}\npred={pred.label} ({max(probs):.2f})")
@@ -150,24 +150,26 @@ def read_inputs(texts: Sequence[str], input_path: str | None, column: str | None
 
 
 def _read_file(input_path: str, column: str | None) -> list[str]:
-    from attnlab.data.files import _EXTENSIONS, _decode, _parse_delimited, _parse_jsonl, _read_bytes
+    from attnlab.data.files import read_texts
 
     if input_path == "-":
         return [ln.rstrip("\r\n") for ln in sys.stdin if ln.strip()]
-    path = Path(input_path)
-    raw = _read_bytes(path, "--input")
-    text = _decode(raw, path)
-    fmt = _EXTENSIONS.get(path.suffix.lower())
-    if fmt is None:
-        if column is not None:
-            raise ConfigError(f"--column {column}: {path} is not a table (.csv, .tsv/.tab, .jsonl/.json)")
-        return [ln for ln in text.splitlines() if ln.strip()]
-    df, _ = _parse_jsonl(text, path) if fmt == "jsonl" else _parse_delimited(text, path, fmt)
-    col = column or "text"
-    if col not in df.columns:
-        raise DataError(f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))}); "
-                        f"name the text column with --column")
-    return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[col].tolist()]
+    return read_texts(input_path, column)
+
+
+def input_warnings(preds: Sequence[Prediction], max_len: Any) -> list[str]:
+    """One line per kind of likely mistake: texts with no token the model knows, texts cut to max_len."""
+    empty = [n for n, p in enumerate(preds, 1) if not p.tokens or not p.text.strip()]
+    long = [(n, len(p.text.split())) for n, p in enumerate(preds, 1)
+            if isinstance(max_len, int) and len(p.text.split()) > max_len]
+    out = []
+    if empty:
+        out.append(f"{len(empty)} text(s) have no tokens (#{', #'.join(map(str, empty[:10]))}): "
+                   f"their label is the model's prior, not a reading of the text")
+    if long:
+        out.append(f"{len(long)} text(s) are longer than the model's max_len={max_len} tokens and were truncated "
+                   f"(e.g. #{long[0][0]}: {long[0][1]} words); only the first {max_len} tokens were read")
+    return out
 
 
 def format_text(preds: Sequence[Prediction], k: int) -> str:
@@ -181,56 +183,29 @@ def format_text(preds: Sequence[Prediction], k: int) -> str:
     return "\n".join(lines)
 
 
-# A token drawing this many times its uniform share (1/n) is drawn in full colour.
-_FULL_AT = 3.0
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>attnlab predictions</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; line-height: 1.5; color: #222; }}
-.item {{ border-top: 1px solid #ddd; padding: .8em 0; }}
-.head {{ font-size: .9em; color: #555; }}
-.label {{ font-weight: bold; color: #111; }}
-.tok {{ padding: .1em .2em; margin: 0 .05em; border-radius: 3px; display: inline-block; }}
-.note {{ font-size: .85em; color: #666; }}
-</style></head><body>
-<h1>attnlab predictions</h1>
-<p class="note">Model: <code>{model}</code>. Each token is shaded by the attention it receives (mean over heads
-and over the text's tokens as queries) relative to a uniform share 1/n of its text: a uniform share is light,
-{full_at:g}&times; uniform or more is full colour. Hover a token for its value.
-The model reads at most the first {max_len} tokens.</p>
-{items}
-</body></html>
-"""
-
-
 def write_html(preds: Sequence[Prediction], path: Path, model_uri: str, max_len: Any) -> Path:
     """One self-contained page; every text from the input is escaped."""
+    from attnlab import shading
+
     items = []
     for n, p in enumerate(preds, 1):
-        # Shade relative to a uniform share 1/n, not to the text's maximum: a near-uniform map
-        # must look uniform and pale, not all saturated (max-scaling turns noise into emphasis).
-        n_tok = max(len(p.tokens), 1)
-        spans = " ".join(
-            f'<span class="tok" style="background: rgba(255, 99, 71, {min(1.0, w * n_tok / _FULL_AT):.3f})" '
-            f'title="{w:.4f} ({w * n_tok:.2f}x uniform)">{html.escape(t)}</span>'
-            for t, w in zip(p.tokens, p.attention)
-        ) or '<span class="note">(no tokens)</span>'
         probs = ", ".join(f"{html.escape(c)} {v:.3f}" for c, v in p.probabilities.items())
         items.append(
             f'<div class="item"><div class="head">#{n} &middot; <span class="label">{html.escape(p.label)}</span>'
             f" ({p.probabilities[p.label]:.3f}) &middot; {probs}</div>\n"
-            f'<div class="text">{spans}</div>\n'
+            f'<div class="text">{shading.token_spans(p.tokens, p.attention)}</div>\n'
             f'<div class="note">input: {html.escape(_clip(p.text, 300))}</div></div>'
         )
+    intro = f"Model: <code>{html.escape(model_uri)}</code>. {shading.SCALE_NOTE}"
+    if max_len is not None:
+        intro += f" The model reads at most the first {html.escape(str(max_len))} tokens."
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_PAGE.format(model=html.escape(model_uri), max_len=html.escape(str(max_len)),
-                                 full_at=_FULL_AT, items="\n".join(items)), encoding="utf-8")
+    path.write_text(shading.page("attnlab predictions", intro, "\n".join(items)), encoding="utf-8")
     return path
 
 
 def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
-    from attnlab.registry import OneLineParser
+    from attnlab.errors import OneLineParser
 
     p = OneLineParser(
         prog="attnlab predict",
@@ -254,6 +229,7 @@ def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=int(d["batch_size"]), help="texts per forward pass")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--force", action="store_true", help="replace an existing --html file or --png heatmaps")
     return p
 
 
@@ -266,22 +242,26 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--top-k {args.top_k}: must be >= 0")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
+    html_path = outputs.new_file(args.html, "--html", args.force) if args.html else None
     texts = read_inputs(args.texts, args.input, args.column)
-    png_dir = Path(args.png) if args.png else None
-    if png_dir is not None:
-        if png_dir.exists() and not png_dir.is_dir():
-            raise ConfigError(f"--png {png_dir}: exists and is not a directory")
+    png_dir = None
+    if args.png:
+        png_dir = outputs.out_dir(args.png, "--png", [f"{n:04d}.png" for n in range(1, len(texts) + 1)], args.force)
         png_dir.mkdir(parents=True, exist_ok=True)
     model = load(args.model, args.tracking_uri)
+    if png_dir is not None and model.meta.get("kind") == "tfidf_lr":
+        raise ConfigError(f"--png {png_dir}: {args.model} is a TF-IDF model; it has no attention maps to draw")
     preds = predict_texts(model, texts, args.batch_size, png_dir)
+    for line in input_warnings(preds, model.meta.get("max_len")):
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         for p in preds:
             print(json.dumps(p.as_dict(args.top_k), ensure_ascii=False))
     else:
         print(format_text(preds, args.top_k))
     notes = []
-    if args.html:
-        notes.append(f"wrote {write_html(preds, Path(args.html), args.model, model.meta.get('max_len', '?'))}")
+    if html_path is not None:
+        notes.append(f"wrote {write_html(preds, html_path, args.model, model.meta.get('max_len', '?'))}")
     if png_dir is not None:
         n_png = sum(1 for p in preds if p.tokens)
         notes.append(f"wrote {n_png} heatmap(s) to {png_dir}/" + (f" ({len(preds) - n_png} text(s) without tokens skipped)"

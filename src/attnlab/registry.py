@@ -8,6 +8,8 @@ its metrics (validation and test, for display). MLflow 3 aliases, not stages.
 
 Idempotent: when the alias already points at the chosen run, or at a run at least as good
 by the metric, nothing changes; a run already registered is reused, not registered twice.
+Every move of the alias is recorded in the registry (:mod:`attnlab.history`); ``--rollback``
+moves it back to the previous holder.
 
 Defaults live in ``conf/registry/default.yaml`` (null keys follow ``conf/tracking`` and
 ``conf/train``). Imports neither Keras nor TensorFlow.
@@ -16,15 +18,13 @@ Defaults live in ``conf/registry/default.yaml`` (null keys follow ``conf/trackin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from attnlab.errors import AttnlabError, ConfigError
+from attnlab import history, tracking
+from attnlab.errors import AttnlabError, ConfigError, OneLineParser, first_line
 
 # Run tags copied onto the registered version (besides the metrics).
 _COPIED_TAGS = ("attnlab.variant", "attnlab.data", "attnlab.model", "attnlab.seed", "attnlab.fold",
@@ -49,63 +49,6 @@ def defaults() -> dict[str, Any]:
     if out.get("mode") is None:
         out["mode"] = str(train["mode"])
     return out
-
-
-def tracking_uri(uri: str | None) -> str:
-    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``:
-    what ``attnlab train`` launched from this directory writes to."""
-    from attnlab.tracking import resolve_uri
-
-    return resolve_uri({"uri": uri, "artifact_dir": str(Path.cwd() / "mlruns")})
-
-
-def client_for(uri: str):
-    # An unreachable tracking server should fail in seconds, not after minutes of retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def short(exc: BaseException) -> str:
-    """The first line of an MLflow error message, for a one-line user error."""
-    text = getattr(exc, "message", None) or str(exc)
-    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), type(exc).__name__)
-    return line[:300]
-
-
-@contextlib.contextmanager
-def tracking_scope(uri: str) -> Iterator[None]:
-    """MLflow's global tracking and registry URIs set to ``uri`` for the block, then put back
-    exactly as they were (module state and the environment variables).
-
-    Needed besides an explicit client: loading ``models:/``/``runs:/`` URIs, and the registry
-    resolving a ``models:/m-<id>`` version source, read the *global* URIs. Restoring matters:
-    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export ``MLFLOW_TRACKING_URI`` /
-    ``MLFLOW_REGISTRY_URI``, which later code and child processes (``mlflow models serve``)
-    would otherwise inherit."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {k: os.environ.get(k) for k in names}
-    # The explicitly set values (None when unset), not get_*_uri()'s resolved defaults.
-    old_t = getattr(tracking_utils, "_tracking_uri", None)
-    old_r = getattr(registry_utils, "_registry_uri", None)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(old_t)
-        mlflow.set_registry_uri(old_r)
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def check_selection(metric: str, mode: str) -> None:
@@ -135,14 +78,12 @@ def _logged_models(client, experiment_id: str) -> dict[str, Any]:
     """run id -> its READY logged model named ``model`` (the newest if several)."""
     from mlflow.entities import LoggedModelStatus
 
-    from attnlab.tracking import MODEL_NAME
-
     by_run: dict[str, Any] = {}
     token = None
     while True:
         page = client.search_logged_models([experiment_id], max_results=1000, page_token=token)
         for lm in page:
-            if lm.name != MODEL_NAME or lm.status != LoggedModelStatus.READY or not lm.source_run_id:
+            if lm.name != tracking.MODEL_NAME or lm.status != LoggedModelStatus.READY or not lm.source_run_id:
                 continue
             old = by_run.get(lm.source_run_id)
             if old is None or (lm.creation_timestamp or 0) > (old.creation_timestamp or 0):
@@ -160,7 +101,7 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
     """
     check_selection(metric, mode)
     models = _logged_models(client, experiment_id)
-    counts = {"runs": 0, "finished": 0, "with_model": 0, "with_metric": 0}
+    counts = {"runs": 0, "finished": 0, "with_model": 0, "with_metric": 0, "non_finite": 0}
     best = None
     seen: set[str] = set()  # validation metrics of eligible runs, for the error message
     token = None
@@ -169,7 +110,7 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
             page = client.search_runs([experiment_id], filter_string=filter_string or "",
                                       max_results=1000, page_token=token)
         except Exception as e:  # noqa: BLE001 - MLflow's filter parser raises several types
-            raise AttnlabError(f"--filter {filter_string!r}: {short(e)}") from e
+            raise AttnlabError(f"--filter {filter_string!r}: {first_line(e)}") from e
         for run in page:
             counts["runs"] += 1
             if run.info.status != "FINISHED":
@@ -180,6 +121,8 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
             counts["with_model"] += 1
             seen.update(k for k in run.data.metrics if k.startswith(("val_", "best_val_")))
             value = run.data.metrics.get(metric)
+            if value is not None and not math.isfinite(value):
+                counts["non_finite"] += 1
             if value is None or not math.isfinite(value):
                 continue
             counts["with_metric"] += 1
@@ -189,6 +132,9 @@ def select_best(client, experiment_id: str, metric: str, mode: str, filter_strin
         token = page.token
         if not token:
             break
+    if counts["non_finite"]:
+        print(f"note: skipped {counts['non_finite']} run(s) whose {metric} is not finite (NaN or inf)",
+              file=sys.stderr, flush=True)
     if best is None:
         where = f" matching --filter {filter_string!r}" if filter_string else ""
         raise AttnlabError(
@@ -236,99 +182,108 @@ def _current(client, name: str, alias: str):
         raise
 
 
-def register(
-    experiment: str,
-    metric: str,
-    mode: str,
-    filter_string: str = "",
-    name: str = "attnlab",
-    alias: str = "champion",
-    uri: str | None = None,
-    force: bool = False,
-) -> Outcome:
-    """Register the best run's model under ``name`` and point ``alias`` at it.
-
-    Args:
-        force: move the alias even when it holds a run that is as good or better
-            (e.g. after narrowing ``filter_string`` to another data set).
-
-    Raises:
-        AttnlabError: bad arguments, an unknown experiment, or no qualifying run.
-    """
-    from mlflow.exceptions import MlflowException
-
-    check_selection(metric, mode)
+def _check_names(name: str, alias: str) -> None:
     for flag, value in (("--name", name), ("--alias", alias)):
         if not value or "'" in value or "/" in value or "@" in value:
             raise ConfigError(f"{flag} {value!r}: must be non-empty, without quotes, '/' or '@'")
     if alias.lower() == "latest" or (alias[:1] in "vV" and alias[1:].isdigit()):
         raise ConfigError(f"--alias {alias!r} is reserved by MLflow ('latest', 'v<number>'); pick another")
-    uri = tracking_uri(uri)
+
+
+def open_experiment(uri: str, experiment: str) -> tuple[Any, Any]:
+    """A client for ``uri`` and the (active) experiment named ``experiment``.
+
+    Raises:
+        AttnlabError: the store cannot be used, or has no such experiment.
+    """
     try:
-        client = client_for(uri)
+        client = tracking.client(uri)
         exp = client.get_experiment_by_name(experiment)
+        tracking.reap_dead_runs(client)  # a killed run must not stay RUNNING (nor be chosen)
     except Exception as e:  # noqa: BLE001 - unreachable server or database, bad URI: one user problem
-        raise AttnlabError(f"tracking uri {uri}: cannot use the MLflow store ({short(e)})") from e
+        raise AttnlabError(f"tracking uri {uri}: cannot use the MLflow store ({first_line(e)})") from e
     if exp is None or exp.lifecycle_stage == "deleted":
         names = sorted(e.name for e in client.search_experiments())
         raise AttnlabError(f"no experiment named {experiment!r} in {uri} (experiments: {', '.join(names) or 'none'})")
+    return client, exp
 
-    sel = select_best(client, exp.experiment_id, metric, mode, filter_string)
-    run_id = sel.run.info.run_id
-    variant = sel.run.data.tags.get("attnlab.variant", "")
+
+def _unchanged(client, sel: Selection, name: str, alias: str, metric: str, mode: str) -> Outcome | None:
+    """An Outcome saying nothing changes when the alias already holds a run at least as good."""
+    from mlflow.exceptions import MlflowException
+
     current = _current(client, name, alias)
-    if current is not None and not force:
-        held = None
-        if current.run_id == run_id:
-            held = sel.value
-        else:
-            try:
-                held = client.get_run(current.run_id).data.metrics.get(metric) if current.run_id else None
-            except MlflowException:
-                held = None  # the run behind the alias is gone: replace it
-        if held is not None and math.isfinite(held) and (held >= sel.value if mode == "max" else held <= sel.value):
-            same = current.run_id == run_id
-            why = ("it already points at the best run" if same else
-                   f"it holds run {current.run_id} with {metric}={held:.4f}, at least as good as the best candidate "
-                   f"{run_id} ({metric}={sel.value:.4f}); --force moves it anyway")
-            return Outcome(name, alias, str(current.version), current.run_id, metric, float(held), False, False,
-                           f"unchanged: {name}@{alias} is version {current.version}; {why}")
-
-    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    created = False
-    if existing:
-        mv = max(existing, key=lambda v: int(v.version))
-    else:
+    if current is None:
+        return None
+    run_id = sel.run.info.run_id
+    held = sel.value if current.run_id == run_id else None
+    if current.run_id != run_id and current.run_id:
         try:
-            client.create_registered_model(
-                name, description="attnlab text classifiers: raw strings -> label, probabilities, attention")
-        except MlflowException as e:
-            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-                raise AttnlabError(f"cannot create registered model {name!r} in {uri}: {short(e)}") from e
-        where = f", filter {filter_string!r}" if filter_string else ""
-        with tracking_scope(uri):  # the registry looks the logged model up in the *global* store
-            mv = client.create_model_version(
-                name,
-                source=sel.model.model_uri,
-                run_id=run_id,
-                model_id=sel.model.model_id,
-                tags=_version_tags(sel.run, metric, mode, experiment),
-                description=(f"best of {sel.counts['with_metric']} finished run(s) in experiment {experiment!r} by "
-                             f"{metric} ({mode}{where}): {variant}"),
-            )
-        created = True
+            held = client.get_run(current.run_id).data.metrics.get(metric)
+        except MlflowException:
+            held = None  # the run behind the alias is gone: replace it
+    if held is None or not math.isfinite(held) or (held < sel.value if mode == "max" else held > sel.value):
+        return None
+    why = ("it already points at the best run" if current.run_id == run_id else
+           f"it holds run {current.run_id} with {metric}={held:.4f}, at least as good as the best candidate "
+           f"{run_id} ({metric}={sel.value:.4f}); --force moves it anyway")
+    return Outcome(name, alias, str(current.version), current.run_id, metric, float(held), False, False,
+                   f"unchanged: {name}@{alias} is version {current.version}; {why}")
+
+
+def _version_for(client, uri: str, sel: Selection, name: str, description: str, tags: dict[str, str]) -> tuple[Any, bool]:
+    """The run's model version under ``name``: an existing one reused, else a new one (created=True)."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = sel.run.info.run_id
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        return max(existing, key=lambda v: int(v.version)), False
+    try:
+        client.create_registered_model(
+            name, description="attnlab text classifiers: raw strings -> label, probabilities, attention")
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise AttnlabError(f"cannot create registered model {name!r} in {uri}: {first_line(e)}") from e
+    with tracking.uri_scope(uri):  # the registry looks the logged model up in the *global* store
+        mv = client.create_model_version(name, source=sel.model.model_uri, run_id=run_id,
+                                         model_id=sel.model.model_id, tags=tags, description=description)
+    return mv, True
+
+
+def register(experiment: str, metric: str, mode: str, filter_string: str = "", name: str = "attnlab",
+             alias: str = "champion", uri: str | None = None, force: bool = False, command: str = "") -> Outcome:
+    """Register the best run's model under ``name`` and point ``alias`` at it.
+
+    Args:
+        force: move the alias even when it holds a run that is as good or better
+            (e.g. after narrowing ``filter_string`` to another data set).
+        command: the command line, recorded with the move in the alias history.
+
+    Raises:
+        AttnlabError: bad arguments, an unknown experiment, or no qualifying run.
+    """
+    check_selection(metric, mode)
+    _check_names(name, alias)
+    uri = tracking.launch_uri(uri)
+    client, exp = open_experiment(uri, experiment)
+    sel = select_best(client, exp.experiment_id, metric, mode, filter_string)
+    unchanged = None if force else _unchanged(client, sel, name, alias, metric, mode)
+    if unchanged is not None:
+        return unchanged
+    run_id, variant = sel.run.info.run_id, sel.run.data.tags.get("attnlab.variant", "")
+    where = f", filter {filter_string!r}" if filter_string else ""
+    description = (f"best of {sel.counts['with_metric']} finished run(s) in experiment {experiment!r} by "
+                   f"{metric} ({mode}{where}): {variant}")
+    mv, created = _version_for(client, uri, sel, name, description, _version_tags(sel.run, metric, mode, experiment))
+    previous = _current(client, name, alias)
     client.set_registered_model_alias(name, alias, str(mv.version))
+    history.record(client, name, alias, None if previous is None else str(previous.version), str(mv.version),
+                   run_id, metric, sel.value, command or "attnlab register")
     verb = "registered" if created else "reused"
     return Outcome(name, alias, str(mv.version), run_id, metric, sel.value, True, created,
                    f"{verb} {name} version {mv.version} (run {run_id}, {metric}={sel.value:.4f}, {variant}); "
                    f"alias {alias} -> version {mv.version}")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one-line ConfigErrors (the CLI prints ``error: ...``, exit 2)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
 
 def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
@@ -349,6 +304,8 @@ def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--alias", default=d["alias"], help="alias to point at the best version (default: %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="move the alias even if it holds a run that is as good by the metric")
+    p.add_argument("--rollback", action="store_true",
+                   help="move the alias back to its previous holder (see `attnlab history`); selects nothing")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
     return p
@@ -357,8 +314,14 @@ def build_parser(d: dict[str, Any]) -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """``attnlab register``; prints what it did (or why nothing changed) and returns 0."""
     args = build_parser(defaults()).parse_args(argv)
+    command = history.command_line("attnlab register", argv)
+    if args.rollback:
+        _check_names(args.name, args.alias)
+        print(history.rollback(tracking.client(tracking.launch_uri(args.tracking_uri), must_exist=True),
+                               args.name, args.alias, command))
+        return 0
     out = register(args.experiment, args.metric, args.mode, args.filter_string, args.name, args.alias,
-                   args.tracking_uri, args.force)
+                   args.tracking_uri, args.force, command)
     print(out.message)
     print(f"use it: attnlab predict --model models:/{out.name}@{out.alias} \"some text\"")
     sys.stdout.flush()

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
-import os
 import shlex
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +29,16 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from attnlab.errors import AttnlabError
+from attnlab import outputs, report_attention, tracking
+from attnlab.errors import AttnlabError, ConfigError, OneLineParser
 
-DEFAULT_METRICS = ("test_accuracy", "test_macro_f1", "val_accuracy")
+# Reported when the runs have them (faithfulness and attention only where the model has attention).
+DEFAULT_METRICS = ("test_accuracy", "test_macro_f1", "val_accuracy", "attention_entropy", "attention_max_logit",
+                   "faith/attention/comprehensiveness", "faith/attention/sufficiency", "faith/attention/tau_loo",
+                   "faith/attention/tau_grad", "faith/random/comprehensiveness")
+# The accuracy difference a study of these models should be able to see: 1 point.
+ONE_POINT = 0.01
+POWER = 0.8
 REPORT_TAG = "attnlab.report"
 REPRODUCES_TAG = "reproduces"  # runs made by `attnlab reproduce` never count as ablation runs
 
@@ -173,27 +180,47 @@ def paired_test(variant: Sequence[float], reference: Sequence[float], alpha: flo
                       float(d_z), significant, verdict)
 
 
+def _power(effect: float, sd: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test (n pairs, sd of the differences) for a true mean difference."""
+    from scipy import stats
+
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = effect * math.sqrt(n) / sd
+    p = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    # SciPy's noncentral t gives NaN far in the tail (df = 1, nc >> crit), where the power is ~1.
+    return p if not math.isnan(p) else float(abs(nc) > crit)
+
+
+def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = POWER) -> float:
+    """Minimum detectable effect: the smallest true mean difference the paired t-test finds with
+    probability ``power`` at level ``alpha``, given the observed sd of the differences and n pairs
+    (exact, noncentral t). NaN where it cannot be computed (n < 2, sd not positive)."""
+    from scipy.optimize import brentq
+
+    if n < 2 or not sd > 0 or not math.isfinite(sd):
+        return math.nan
+    hi = sd
+    while _power(hi, sd, n, alpha) < power:
+        hi *= 2
+    return float(brentq(lambda e: _power(e, sd, n, alpha) - power, 0.0, hi, xtol=1e-10 * sd))
+
+
+def pairs_needed(sd: float, effect: float, alpha: float = 0.05, power: float = POWER, limit: int = 100_000) -> int | None:
+    """Pairs (seeds, folds) needed to detect ``effect`` with ``power``; None past ``limit`` or without an sd."""
+    if not sd > 0 or not math.isfinite(sd):
+        return None
+    n = 2
+    while n <= limit and _power(effect, sd, n, alpha) < power:
+        n = n + 1 if n < 64 else int(n * 1.1)
+    if n > limit:
+        return None
+    while n > 2 and _power(effect, sd, n - 1, alpha) >= power:  # back from a geometric step
+        n -= 1
+    return n
+
+
 # ----------------------------------------------------------------------------- runs
-
-def default_tracking_uri() -> str:
-    """Where ``attnlab train`` logs by default: ``$MLFLOW_TRACKING_URI``, else ./mlflow.db."""
-    from attnlab.tracking import resolve_uri
-
-    return resolve_uri({"uri": None, "artifact_dir": str(Path.cwd() / "mlruns")})
-
-
-def client_for(uri: str):
-    """An MLflow client; a SQLite store that does not exist is an error, not a new empty store."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    import mlflow
-
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.exists():
-            raise AttnlabError(f"no MLflow store at {path}: run from the directory you trained in, or pass --tracking-uri")
-    return mlflow.MlflowClient(uri)
-
 
 def _experiments(client, experiment: str | None) -> list[Any]:
     from mlflow.entities import ViewType
@@ -253,6 +280,7 @@ def collect_runs(client, ablation: str, *, experiment: str | None = None, data: 
             "fold": int(fold) if fold not in (None, "") else -1,
             "reference": r.data.params.get("ablation.reference", ""),
             **{f"metric.{k}": v for k, v in r.data.metrics.items()},
+            "non_finite": ",".join(k for k, v in r.data.metrics.items() if not math.isfinite(v)),
         })
     where = f"experiment {experiment!r}" if experiment else "any experiment"
     if not rows:
@@ -351,16 +379,25 @@ def build_report(df: pd.DataFrame, ablation: str, metrics: Sequence[str], refere
             c = paired_test(a.loc[common].to_numpy(), b.loc[common].to_numpy(), alpha)
             unmatched = len(a) + len(b) - 2 * len(common)
             verdict = c.verdict + (f"; {unmatched} unmatched run(s) left out" if unmatched else "")
+            diffs = a.loc[common].to_numpy() - b.loc[common].to_numpy()
             crows.append({"variant": v, "reference": ref_v, "metric": m, "n_pairs": c.n_pairs,
                           "mean_diff": c.mean_diff, "t": c.t_stat, "t_p": c.t_p, "wilcoxon_W": c.wilcoxon_stat,
                           "wilcoxon_p": c.wilcoxon_p, "d_z": c.d_z, "significant": c.significant,
-                          "verdict": verdict})
+                          "verdict": verdict, **_power_columns(diffs, m, alpha)})
     comp_cols = ["variant", "reference", "metric", "n_pairs", "mean_diff", "t", "t_p", "wilcoxon_W",
-                 "wilcoxon_p", "d_z", "significant", "verdict"]
+                 "wilcoxon_p", "d_z", "significant", "verdict", "mde", "n_for_1pt"]
     return Report(ablation=ablation, data=str(df["data"].iloc[0]), reference=reference, unit=unit, alpha=alpha,
                   metrics=list(metrics), summary=pd.DataFrame(srows),
                   comparisons=pd.DataFrame(crows, columns=comp_cols), n_runs=len(df),
                   experiment_ids=sorted(df["experiment_id"].unique()), notes=notes)
+
+
+def _power_columns(diffs: np.ndarray, metric: str, alpha: float) -> dict[str, Any]:
+    """Minimum detectable effect at 80 % power from the observed paired sd and n; for accuracy
+    metrics also the pairs needed to detect a 1-point difference."""
+    sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
+    needed = pairs_needed(sd, ONE_POINT, alpha) if "accuracy" in metric else None
+    return {"mde": detectable_effect(sd, len(diffs), alpha), "n_for_1pt": needed}
 
 
 def common_items(variants: Sequence[str]) -> dict[str, str]:
@@ -388,6 +425,20 @@ def _p(x: float) -> str:
     return f"{x:.2e}" if x < 1e-3 else f"{x:.3f}"
 
 
+def _needed(n: Any) -> str:
+    return "–" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n))
+
+
+def _power_words(r: Any) -> str:
+    """"not shown" in numbers: what these pairs could have detected, and what 1 point would need."""
+    if r.mde is None or math.isnan(r.mde):
+        return ""
+    words = f" (with {r.n_pairs} pairs only differences of about {r.mde:.4f} or more are detectable at 80 % power"
+    if "accuracy" in r.metric and r.mde > ONE_POINT:
+        words += f"; a 1-point difference needs ≈ {_needed(r.n_for_1pt)} pairs"
+    return words + ")"
+
+
 def to_markdown(rep: Report, command: str | None = None) -> str:
     """The report as Markdown: summary table per metric, comparison table, plain-words findings."""
     unit_words = ("one value per run (matched by seed and fold)" if rep.unit == "run"
@@ -396,7 +447,10 @@ def to_markdown(rep: Report, command: str | None = None) -> str:
              f"- runs: {rep.n_runs} FINISHED (latest per variant, seed and fold); unit of analysis: {unit_words}",
              f"- reference: `{rep.reference}` (each variant is compared with the reference at the same other settings)",
              f"- tests: paired t-test and Wilcoxon signed-rank, two-sided, alpha = {rep.alpha:g}, no correction "
-             f"for multiple comparisons; effect size Cohen's d_z = mean(diff) / sd(diff); 95 % CI: t distribution",
+             f"for multiple comparisons; effect size Cohen's d_z = mean(diff) / sd(diff); 95 % CI: t distribution; "
+             f"MDE: the smallest true difference the paired t-test detects with 80 % power, from the observed sd "
+             f"of the differences and the number of pairs (noncentral t); 'pairs for 1 pt': pairs needed to "
+             f"detect a 1-point accuracy difference",
              f"- generated: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]
     if command:
         lines.append(f"- command: `{command}`")
@@ -422,11 +476,11 @@ def to_markdown(rep: Report, command: str | None = None) -> str:
     if rep.comparisons.empty:
         lines.append("No variant has a reference to be compared with.")
     else:
-        lines += ["| variant | vs | metric | pairs | mean diff | t-test p | Wilcoxon p | d_z | verdict |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| variant | vs | metric | pairs | mean diff | t-test p | Wilcoxon p | d_z | MDE (80 % power) "
+                  "| pairs for 1 pt | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rep.comparisons.itertuples():
             lines.append(f"| {dn(r.variant)} | {dn(r.reference)} | {r.metric} | {r.n_pairs} | {r.mean_diff:+.4f} | {_p(r.t_p)} | "
-                         f"{_p(r.wilcoxon_p)} | {_f(r.d_z, 2)} | {r.verdict} |")
+                         f"{_p(r.wilcoxon_p)} | {_f(r.d_z, 2)} | {_f(r.mde)} | {_needed(r.n_for_1pt)} | {r.verdict} |")
         lines += ["", "## Findings", ""]
         for r in rep.comparisons.itertuples():
             word = "significantly " + ("higher" if r.mean_diff > 0 else "lower") if r.significant else None
@@ -435,7 +489,7 @@ def to_markdown(rep: Report, command: str | None = None) -> str:
                              f"({r.mean_diff:+.4f}, d_z={_f(r.d_z, 2)}, t-test p={_p(r.t_p)}, Wilcoxon p={_p(r.wilcoxon_p)}).")
             else:
                 lines.append(f"- `{dn(r.variant)}` vs `{dn(r.reference)}` on {r.metric}: {r.mean_diff:+.4f} — "
-                             f"{r.verdict}; the data do not show a difference.")
+                             f"{r.verdict}; the data do not show a difference{_power_words(r)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -501,8 +555,21 @@ def log_report_run(client, rep: Report, out: Path) -> str:
     return run.info.run_id
 
 
+def non_finite_notes(df: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """One line per metric with NaN/inf values: they are left out of every summary and test."""
+    out = []
+    for m in metrics:
+        if "non_finite" not in df:
+            break
+        bad = df.loc[df["non_finite"].map(lambda names, m=m: m in names.split(",")), "run_id"].tolist()
+        if bad:
+            out.append(f"{m}: {len(bad)} run(s) with a non-finite value left out ({', '.join(bad[:3])}"
+                       f"{' ...' if len(bad) > 3 else ''})")
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="attnlab report",
         description="Aggregate an ablation's MLflow runs: mean ± std, 95 % CI, paired tests against the reference.")
     p.add_argument("ablation", help="ablation name (the preset, e.g. scale, pooling)")
@@ -517,19 +584,39 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--out", help="output folder (default: ./experiments/<ablation>-<data>)")
     p.add_argument("--no-log", action="store_true", help="do not log the report to a new MLflow run")
+    p.add_argument("--force", action="store_true", help="replace report files already in the output folder")
     return p
+
+
+def _out_names() -> tuple[str, ...]:
+    from attnlab.pictures import RUN_PAGE
+
+    return ("report.md", "report.csv", "comparisons.csv", "report.png", Path(RUN_PAGE).name)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every option checked before a run is read (one ConfigError line each)."""
+    if not 0.0 < args.alpha < 1.0:
+        raise ConfigError(f"--alpha {args.alpha}: must be in (0, 1)")
+    if args.out:
+        outputs.out_dir(args.out, "--out", _out_names(), args.force)
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    uri = args.tracking_uri or default_tracking_uri()
-    client = client_for(uri)
+    _check_args(args)
+    uri = tracking.launch_uri(args.tracking_uri)
+    client = tracking.client(uri, must_exist=True)
     df = collect_runs(client, args.ablation, experiment=args.experiment, data=args.data)
     metrics = args.metrics or [m for m in DEFAULT_METRICS if f"metric.{m}" in df.columns]
+    for line in non_finite_notes(df, metrics):
+        print(f"note: {line}", file=sys.stderr)
     rep = build_report(df, args.ablation, metrics, reference=args.reference, unit=args.unit, alpha=args.alpha)
     out = Path(args.out) if args.out else Path("experiments") / f"{rep.ablation}-{rep.data}"
+    outputs.out_dir(out, "--out", _out_names(), args.force)
     command = "attnlab report " + " ".join(shlex.quote(a) for a in argv)
     paths = write(rep, out, command)
+    paths.update(report_attention.write(client, df, rep, out))  # attention.html: probe texts across variants
     print(paths["md"].read_text(), end="")
     dups = df.attrs.get("n_duplicates")
     if dups:

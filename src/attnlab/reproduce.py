@@ -18,17 +18,22 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.errors import AttnlabError, ConfigError, DataError
-from attnlab.report import REPRODUCES_TAG, client_for, default_tracking_uri
+from attnlab import datasets, tracking
+from attnlab.config import CONFIG_LAYOUT
+from attnlab.errors import AttnlabError, ConfigError, DataError, first_line
+from attnlab.report import REPRODUCES_TAG
 
 SHA_TAG_PREFIX = "attnlab.data.sha256."
 # Which data config key holds the file each sha256 tag names (see attnlab.data loaders).
 _FILE_KEYS = {"data": "path", "train": "train_path", "val": "val_path", "test": "test_path"}
+# Keras model keys added after runs of this config layout were logged, with the value those
+# runs had (Keras' default uniform init in [-0.05, 0.05]; no max-norm): they reproduce unchanged.
+KERAS_KEYS_ADDED = {"embedding_init": 0.05, "head": {"max_norm": None}}
 
 
 def load_run_config(client, run_id: str) -> tuple[DictConfig, str]:
     """The run's composed config (schema-typed) and which artifact it came from."""
-    from attnlab.config import Config, register_configs
+    from attnlab.config import Config, config_dir, register_configs
 
     register_configs()  # the resolvers (${attnlab.root:}, ${attnlab.cwd:}) the composed file uses
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,11 +47,14 @@ def load_run_config(client, run_id: str) -> tuple[DictConfig, str]:
         else:
             raise AttnlabError(f"run {run_id} has no config_composed.yaml or config.yaml artifact: it was not logged by attnlab train")
     schema = OmegaConf.structured(Config)
+    # tracking keys added since the run (what it shows, never what it computes) take today's defaults
+    display = {"tracking": OmegaConf.load(config_dir() / "tracking" / "default.yaml")}
+    # Keras model keys added since (not defaults: the values every run before them had)
+    added = {"model": KERAS_KEYS_ADDED} if "_target_" not in (loaded.get("model") or {}) else {}
     try:
-        return OmegaConf.merge(schema, loaded), name
+        return OmegaConf.merge(schema, display, added, loaded), name
     except Exception as e:  # noqa: BLE001 - a config from another attnlab version
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"run {run_id}: its {name} does not fit this attnlab's config schema ({first})") from e
+        raise ConfigError(f"run {run_id}: its {name} does not fit this attnlab's config schema ({first_line(e)})") from e
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -54,11 +62,17 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for ov in overrides:
         if "=" not in ov or ov.startswith("="):
             raise ConfigError(f"override {ov!r}: expected key=value (e.g. train.epochs=5)")
+    was_struct = OmegaConf.is_struct(cfg)
+    OmegaConf.set_struct(cfg, True)  # untyped nodes (model, components) refuse unknown keys too
     try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     except Exception as e:  # noqa: BLE001 - OmegaConf's messages span several lines
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ConfigError(f"override {' '.join(overrides)!r}: {first}") from e
+    finally:
+        OmegaConf.set_struct(cfg, was_struct)
+    OmegaConf.set_struct(merged, was_struct)
+    return merged
 
 
 def check_data(plain: Mapping[str, Any], tags: Mapping[str, str], run_id: str) -> dict[str, str]:
@@ -81,9 +95,9 @@ def check_data(plain: Mapping[str, Any], tags: Mapping[str, str], run_id: str) -
         key = _FILE_KEYS.get(name)
         if key is None:
             raise DataError(f"run {run_id} logged the sha256 of a data file {name!r} that reproduce does not know how to find")
-        path = resolve_path(data_cfg, key)
-        if path is None:
+        if data_cfg.get(key) is None:
             raise DataError(f"run {run_id} read a {name} file but data.{key} is not set now")
+        path = resolve_path(data_cfg[key], data_cfg.get("base_dir"))
         if not path.is_file():
             raise DataError(f"data file {path} (data.{key}) does not exist; run {run_id} read it with sha256 {logged[:12]}…")
         now = sha256_file(path)
@@ -95,7 +109,8 @@ def check_data(plain: Mapping[str, Any], tags: Mapping[str, str], run_id: str) -
 
 
 def _is_timing(name: str) -> bool:
-    return name.startswith("time_")
+    """Wall-clock times and system metrics (machine load): they differ by nature."""
+    return name.startswith(("time_", "system/"))
 
 
 def compare_metrics(old: Mapping[str, float], new: Mapping[str, float]) -> list[tuple[str, float, float, float]]:
@@ -109,6 +124,33 @@ def compare_metrics(old: Mapping[str, float], new: Mapping[str, float]) -> list[
     return rows
 
 
+def check_original(run: Any) -> None:
+    """Refuse a run that did not finish, or one logged under another config layout (with the
+    attnlab version and commit that can reproduce it)."""
+    run_id = run.info.run_id
+    if run.info.status != "FINISHED":
+        raise AttnlabError(f"run {run_id} is {run.info.status}, not FINISHED: its metrics are partial, "
+                           f"so there is nothing to compare against")
+    tags = run.data.tags
+    layout = int(tags.get("attnlab.config_layout", "1"))
+    if layout != CONFIG_LAYOUT:
+        version = tags.get("attnlab.version", "0.1.0")
+        commit = tags.get("attnlab.git_commit", "")
+        where = f" (git checkout {commit.removesuffix('+dirty')})" if commit and commit != "unknown" else ""
+        raise AttnlabError(f"run {run_id} was logged by attnlab {version} with config layout {layout}; this attnlab "
+                           f"reads layout {CONFIG_LAYOUT}: reproduce it with attnlab {version}{where}")
+
+
+def _reproduction_tags(run: Any, overrides: list[str]) -> dict[str, str]:
+    tags = {REPRODUCES_TAG: run.info.run_id}
+    if overrides:
+        tags["attnlab.reproduce.overrides"] = " ".join(overrides)[:5000]
+        return tags
+    # The same run again: keep its variant and recorded overrides, which train() derives
+    # from Hydra's command line (absent here).
+    return {**tags, **{k: run.data.tags[k] for k in ("attnlab.variant", "attnlab.overrides") if k in run.data.tags}}
+
+
 def reproduce(run_id: str, overrides: list[str] | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
     """Re-run ``run_id`` from its logged config (with ``overrides``) and compare its metrics.
 
@@ -117,46 +159,37 @@ def reproduce(run_id: str, overrides: list[str] | None = None, tracking_uri: str
         "config_source": artifact name}.
 
     Raises:
-        AttnlabError: unknown run, a config that does not fit, a changed or missing data file.
+        AttnlabError: unknown or unfinished run, another config layout, a config that does not
+        fit, a changed or missing data file.
     """
     from attnlab.config import to_plain
-    from attnlab.train import last_run, train
+    from attnlab.train import train
 
     overrides = list(overrides or [])
-    uri = tracking_uri or default_tracking_uri()
-    client = client_for(uri)
+    uri = tracking.launch_uri(tracking_uri)
+    client = tracking.client(uri, must_exist=True)
     try:
         run = client.get_run(run_id)
     except Exception as e:  # noqa: BLE001 - MLflow raises for unknown ids
         raise AttnlabError(f"run {run_id!r} not found in {uri}") from e
+    check_original(run)
     cfg, source = load_run_config(client, run_id)
     cfg = apply_overrides(cfg, overrides)
     # Log next to the original (same store; the experiment comes from the config) unless overridden.
     if not any(o.split("=", 1)[0] == "tracking.uri" for o in overrides):
         cfg.tracking.uri = uri
-    tags = {REPRODUCES_TAG: run_id}
-    if overrides:
-        tags["attnlab.reproduce.overrides"] = " ".join(overrides)[:5000]
-    else:
-        # The same run again: keep its variant and recorded overrides, which train() derives
-        # from Hydra's command line (absent here).
-        for k in ("attnlab.variant", "attnlab.overrides"):
-            if k in run.data.tags:
-                tags[k] = run.data.tags[k]
-    cfg.tracking.tags = {**dict(cfg.tracking.tags or {}), **tags}
+    cfg.tracking.tags = {**dict(cfg.tracking.tags or {}), **_reproduction_tags(run, overrides)}
     if not cfg.tracking.run_name:
         cfg.tracking.run_name = f"reproduce:{run.info.run_name or run_id}"
     try:
         plain = to_plain(cfg)
     except Exception as e:  # noqa: BLE001 - an interpolation that cannot resolve here
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"run {run_id}: its config does not resolve on this machine ({first})") from e
+        raise ConfigError(f"run {run_id}: its config does not resolve on this machine ({first_line(e)})") from e
     files = check_data(plain, run.data.tags, run_id)
-
-    train(cfg)
-    new_id = last_run()["id"]
-    new = client.get_run(new_id)
-    return {"run_id": new_id, "original": run_id, "rows": compare_metrics(run.data.metrics, new.data.metrics),
+    datasets.check_same_data(plain, run)  # each split's content against the run's dataset inputs
+    result = train(cfg)
+    new = client.get_run(result.run_id)
+    return {"run_id": result.run_id, "original": run_id, "rows": compare_metrics(run.data.metrics, new.data.metrics),
             "files": files, "config_source": source}
 
 

@@ -14,13 +14,13 @@ import json
 import time
 from pathlib import Path
 
-from attnlab.errors import AttnlabError
+from attnlab.errors import AttnlabError, ConfigError, OneLineParser
 
 NAMES = ("startup", "layer", "harness", "scaling", "sweep")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="attnlab bench",
         description="Benchmarks measured as side-by-side ratios (median of interleaved repeats), "
                     "each logged as an MLflow run in experiment `benchmarks` and written to "
@@ -33,8 +33,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of conf/bench/default.yaml, e.g. --set layer.lengths=[64] (repeatable)")
-    p.add_argument("--out", default=None, help="folder for the tables and plots (default: out_dir of the config)")
+    p.add_argument("--out", default=None,
+                   help="folder for the tables and plots (default: out_dir of the config, under the launch directory)")
+    p.add_argument("--force", action="store_true", help="replace benchmark files already in the output folder")
     return p
+
+
+def _out_names(names: list[str]) -> list[str]:
+    """The files ``attnlab bench <names>`` writes into its output folder."""
+    extra = {"scaling": ["scaling.png"]}
+    return ["README.md", *(f"{n}{ext}" for n in names for ext in (".md", ".json")),
+            *(f for n in names for f in extra.get(n, []))]
+
+
+def _check_args(args: argparse.Namespace, names: list[str]):
+    """Every option checked before anything is measured: --set types, --out, the MLflow store."""
+    from attnlab import outputs, tracking
+    from attnlab.bench import common
+
+    cfg = common.load_config(quick=args.quick, sets=list(args.sets))
+    if args.out:
+        outputs.out_dir(args.out, "--out", _out_names(names), args.force)
+        cfg.out_dir = str(Path(args.out).expanduser().absolute())
+    else:
+        outputs.out_dir(common.out_dir(cfg), "out_dir", _out_names(names), args.force)
+    tracking.ensure_store(tracking.launch_uri(args.tracking_uri), str(cfg.experiment))
+    return cfg
 
 
 def run_one(name: str, cfg, quick: bool, tracking_uri: str | None):
@@ -66,7 +90,7 @@ def run_one(name: str, cfg, quick: bool, tracking_uri: str | None):
         raise AttnlabError(f"unknown benchmark {name!r}; choose from {', '.join(NAMES)}, all")
     titles = {"layer": "Layer: SelfAttention vs MultiHeadAttention vs SeedSelfAttention",
               "harness": "Harness overhead: train(cfg) vs plain Keras", "startup": "Start-up time",
-              "scaling": "Scaling: epoch time vs length and dataset size", "sweep": "Sweeps: pruning and workers"}
+              "scaling": "Scaling: epoch time vs length and dataset size", "sweep": "Sweeps: pruning, workers and jobs"}
     result.markdown = common.header_lines(titles[name], cfg, mach, quick) + "\n" + result.markdown
     run_id = common.write_and_log(result, cfg, tracking_uri, mach, quick)
     print(f"[{name}] wrote {common.out_dir(cfg) / (name + '.md')}; MLflow run {run_id}", flush=True)
@@ -108,9 +132,8 @@ def main(argv: list[str]) -> int:
     from attnlab.bench import common
 
     args = _parser().parse_args(argv)
-    sets = list(args.sets) + ([f"out_dir={Path(args.out).resolve()}"] if args.out else [])
-    cfg = common.load_config(quick=args.quick, sets=sets)
     names = list(NAMES) if args.name == "all" else [args.name]
+    cfg = _check_args(args, names)
     failed = []
     t0 = time.perf_counter()
     for name in names:

@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.config import config_dir, flatten, project_root
-from attnlab.errors import ConfigError
+from attnlab.config import config_dir, flatten
+from attnlab.errors import ConfigError, first_line
 
 BENCH_CONFIG = "bench/default.yaml"
 
@@ -35,28 +35,70 @@ def load_config(quick: bool = False, sets: Sequence[str] = ()) -> DictConfig:
         base = OmegaConf.merge(base, quick_block)
     # Struct mode: a misspelt --set key fails instead of being silently added.
     OmegaConf.set_struct(base, True)
-    try:
-        base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(sets)))
-    except Exception as e:  # noqa: BLE001 - a malformed --set is a user error
-        raise ConfigError(f"--set {' '.join(sets)}: {str(e).splitlines()[0]}") from e
-    if int(base.repeats) < 1:
+    for item in sets:
+        shown = item if item.isprintable() else repr(item)  # one line, whatever was typed
+        try:
+            new = OmegaConf.from_dotlist([item])
+            _check_types(base, new, shown)
+            base = OmegaConf.merge(base, new)
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a malformed --set is a user error
+            raise ConfigError(f"--set {shown}: {first_line(e)}") from e
+    if base.repeats < 1:
         raise ConfigError(f"repeats={base.repeats}: must be >= 1")
-    if int(base.warmup) < 0:
+    if base.warmup < 0:
         raise ConfigError(f"warmup={base.warmup}: must be >= 0")
     return base
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean (true/false)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        return "a list, e.g. [1, 2]"
+    return "a mapping" if OmegaConf.is_dict(value) else "a string"
+
+
+def _check_types(base: DictConfig, new: DictConfig, item: str) -> None:
+    """A ``--set`` value must have the type of the value it replaces (an int stays an int; a
+    float key accepts an int); list items are checked by the benchmark that reads them."""
+    for key, value in _leaves(OmegaConf.to_container(new)):
+        old = OmegaConf.select(base, key, default=None)
+        if old is None:
+            continue  # an unknown key: the struct merge names it
+        if value is None:
+            raise ConfigError(f"--set {item}: {key} must be {_kind(old)}, got nothing (null)")
+        want, got = _kind(old), _kind(value)
+        if want != got and not (want == "a number" and got == "an integer"):
+            raise ConfigError(f"--set {item}: {key} must be {want}, got {value!r}")
+
+
+def _leaves(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict) and d:  # an empty mapping is a value ({} for repeats), not a branch
+        return [kv for k, v in d.items() for kv in _leaves(v, f"{prefix}{k}.")]
+    return [(prefix[:-1], d)]
+
+
 def out_dir(cfg: DictConfig) -> Path:
-    p = Path(str(cfg.out_dir))
-    return p if p.is_absolute() else project_root() / p
+    """``out_dir`` of the config; a relative one is under the launch directory."""
+    return Path(str(cfg.out_dir)).expanduser().absolute()
+
+
+def loadavg_1m() -> float:
+    """The machine's 1-minute load average, 2 decimals (NaN where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return float("nan")
 
 
 def machine() -> dict[str, Any]:
     """Where the numbers come from (logged as params and printed in every table)."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -71,7 +113,7 @@ def machine() -> dict[str, Any]:
         "machine.cpu": cpu,
         "machine.cpu_count": os.cpu_count(),
         "machine.python": platform.python_version(),
-        "machine.loadavg_1m_at_start": round(load, 2),
+        "machine.loadavg_1m_at_start": loadavg_1m(),
     }
 
 

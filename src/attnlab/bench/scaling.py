@@ -19,8 +19,8 @@ from attnlab.bench.layer import make_step
 def _model_and_data(overrides: list[str], max_len: int, n: int, seed: int = 0):
     from attnlab import data as data_mod
     from attnlab.config import to_plain
-    from attnlab.models import ATTENTION_LAYER, build_model
-    from attnlab.train import configure_runtime
+    from attnlab.fitting import configure_runtime
+    from attnlab.models import ATTENTION, build_model
 
     # Synthetic texts between half and all of max_len tokens, so little of the work is padding.
     cfg = to_plain(compose_train([*overrides, "data=synthetic", f"model.max_len={max_len}", f"data.n_train={n}",
@@ -30,63 +30,71 @@ def _model_and_data(overrides: list[str], max_len: int, n: int, seed: int = 0):
     ds = data_mod.load(cfg["data"], seed)
     model = build_model(cfg["model"], len(ds.classes), ds.train.texts, cfg["train"])
     # The attention layer's input width, read off the built model (whatever the encoder).
-    d_in = int(model.get_layer(ATTENTION_LAYER).input.shape[-1])
+    d_in = int(model.get_layer(ATTENTION).input.shape[-1])
     return model, ds, int(cfg["model"]["attention"]["units"]), d_in
 
 
 def _epoch(model, texts, labels, batch: int):
-    from attnlab.train import _dataset_tf
+    from attnlab.fitting import text_dataset
 
-    ds = _dataset_tf(texts, labels, batch, None)
+    ds = text_dataset(texts, labels, batch, None)
     return lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False)
 
 
-def run(cfg, quick: bool) -> Result:
+def _length_sweep(cfg, extra: list[str]) -> tuple[list[int], list[float], list[float], list[float], dict]:
+    """Per max_len: epoch seconds, attention-alone seconds, their paired ratio; metrics."""
     import keras
 
     sc = cfg.scaling
     B, n = int(sc.batch), int(sc.n_texts)
-    extra = [str(o) for o in sc.model_overrides] + [f"train.batch_size={B}"]
-    repeats, warmup = int(cfg.repeats), max(1, int(cfg.warmup))
     steps = math.ceil(n / B)
-    len_rows, metrics = [], {}
-    epoch_s, att_s, fracs = [], [], []
     lengths = [int(t) for t in sc.lengths]
+    epoch_s, att_s, fracs, metrics = [], [], [], {}
     for T in lengths:
         keras.backend.clear_session()
         model, ds, units, d_in = _model_and_data(extra, T, n)
-        texts, labels = ds.train.texts[:n], ds.train.labels[:n]
         att_step = make_step("self", B, T, units, d_in, False)
-        times = interleaved({"epoch": _epoch(model, texts, labels, B),
-                             "attention": lambda: [att_step() for _ in range(steps)]}, repeats, warmup)
+        times = interleaved({"epoch": _epoch(model, ds.train.texts[:n], ds.train.labels[:n], B),
+                             "attention": lambda: [att_step() for _ in range(steps)]},
+                            int(cfg.repeats), max(1, int(cfg.warmup)))
         frac = paired_ratio(times["attention"], times["epoch"])
-        e, a = median(times["epoch"]), median(times["attention"])
-        epoch_s.append(e)
-        att_s.append(a)
+        epoch_s.append(median(times["epoch"]))
+        att_s.append(median(times["attention"]))
         fracs.append(frac)
-        metrics[f"attention_fraction_T{T}"] = frac
-        metrics[f"epoch_s_T{T}"] = e
-        print(f"[scaling] T={T}: epoch {e:.2f}s, attention {frac:.0%}", flush=True)
-    base = epoch_s[0]
-    for T, e, a, f in zip(lengths, epoch_s, att_s, fracs):
-        len_rows.append([T, f"{e:.2f}", f"{e / base:.2f}x", f"{T / lengths[0]:.0f}x", f"{a:.2f}", f"{f:.0%}"])
-    dominant = next((T for T, f in zip(lengths, fracs) if f >= 0.5), None)
-    metrics["attention_dominates_from_len"] = float(dominant) if dominant is not None else float("nan")
+        metrics.update({f"attention_fraction_T{T}": frac, f"epoch_s_T{T}": epoch_s[-1]})
+        print(f"[scaling] T={T}: epoch {epoch_s[-1]:.2f}s, attention {frac:.0%}", flush=True)
+    return lengths, epoch_s, att_s, fracs, metrics
 
-    # Dataset size: one model, nested subsets, interleaved.
+
+def _size_sweep(cfg, extra: list[str]) -> tuple[list[int], dict, list[list], dict]:
+    """One model fit on nested subsets, interleaved: per size the epoch times, rows, metrics."""
+    import keras
+
+    sc = cfg.scaling
     keras.backend.clear_session()
     sizes = [int(s) for s in sc.sizes]
-    L = int(sc.size_max_len)
-    model, ds, _, _ = _model_and_data(extra, L, max(sizes))
-    size_times = interleaved({s: _epoch(model, ds.train.texts[:s], ds.train.labels[:s], B) for s in sizes},
-                             repeats, warmup)
-    size_rows = []
-    s0 = sizes[0]
+    model, ds, _, _ = _model_and_data(extra, int(sc.size_max_len), max(sizes))
+    times = interleaved({s: _epoch(model, ds.train.texts[:s], ds.train.labels[:s], int(sc.batch)) for s in sizes},
+                        int(cfg.repeats), max(1, int(cfg.warmup)))
+    rows, metrics = [], {}
     for s in sizes:
-        r = paired_ratio(size_times[s], size_times[s0])
+        r = paired_ratio(times[s], times[sizes[0]])
         metrics[f"epoch_ratio_n{s}"] = r
-        size_rows.append([s, f"{median(size_times[s]):.2f}", f"{r:.2f}x", f"{s / s0:.1f}x"])
+        rows.append([s, f"{median(times[s]):.2f}", f"{r:.2f}x", f"{s / sizes[0]:.1f}x"])
+    return sizes, times, rows, metrics
 
+
+def run(cfg, quick: bool) -> Result:
+    sc = cfg.scaling
+    B, n, L = int(sc.batch), int(sc.n_texts), int(sc.size_max_len)
+    extra = [str(o) for o in sc.model_overrides] + [f"train.batch_size={B}"]
+    lengths, epoch_s, att_s, fracs, metrics = _length_sweep(cfg, extra)
+    len_rows = [[T, f"{e:.2f}", f"{e / epoch_s[0]:.2f}x", f"{T / lengths[0]:.0f}x", f"{a:.2f}", f"{f:.0%}"]
+                for T, e, a, f in zip(lengths, epoch_s, att_s, fracs)]
+    dominant = next((T for T, f in zip(lengths, fracs) if f >= 0.5), None)
+    metrics["attention_dominates_from_len"] = float(dominant) if dominant is not None else float("nan")
+    sizes, size_times, size_rows, size_metrics = _size_sweep(cfg, extra)
+    metrics.update(size_metrics)
     png = out_dir(cfg) / "scaling.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     _plot(png, lengths, epoch_s, att_s, fracs, sizes, [median(size_times[s]) for s in sizes], n, L)
@@ -94,8 +102,8 @@ def run(cfg, quick: bool) -> Result:
                 else f"attention stays below half of the epoch up to max_len={lengths[-1]}")
     text = "\n\n".join([
         f"Epoch of the default model (overrides: `{' '.join(extra) or 'none'}`) on {n} synthetic texts, batch {B}, "
-        f"vs {steps} fwd+bwd steps of its SelfAttention layer alone, interleaved; seconds are medians of "
-        f"{repeats} repeats. **{dom_text}.**",
+        f"vs {math.ceil(n / B)} fwd+bwd steps of its SelfAttention layer alone, interleaved; seconds are medians of "
+        f"{cfg.repeats} repeats. **{dom_text}.**",
         table(["max_len", "epoch s", "epoch vs first", "length vs first", "attention s", "attention share"], len_rows),
         f"Dataset size at max_len={L} (one model, nested subsets, interleaved):",
         table(["texts", "epoch s", "epoch vs first", "texts vs first"], size_rows),
@@ -104,7 +112,7 @@ def run(cfg, quick: bool) -> Result:
     figures = [("scaling: max_len from which attention is >= half an epoch",
                 str(dominant) if dominant is not None else f"> {lengths[-1]}", "", None)]
     params = {"batch": B, "n_texts": n, "lengths": lengths, "sizes": sizes, "size_max_len": L,
-              "model_overrides": extra, "repeats": repeats}
+              "model_overrides": extra, "repeats": int(cfg.repeats)}
     return Result("scaling", params, metrics, figures, text, artifacts=[png])
 
 

@@ -1,12 +1,8 @@
-"""The in-memory data model shared by every loader, plus config-reading helpers.
+"""The in-memory data model shared by every loader.
 
 A :class:`Dataset` always has three splits (train / val / test) with labels encoded as
 int64 indices into ``Dataset.classes``. Loaders build it; nothing downstream needs to
 know which loader did.
-
-The config helpers take any mapping (a plain ``dict`` or an OmegaConf ``DictConfig``,
-which is a ``Mapping`` and returns ``None`` from ``.get`` for absent or ``???`` keys)
-and raise :class:`~attnlab.errors.ConfigError` naming ``data.<key>`` and the bad value.
 """
 
 from __future__ import annotations
@@ -14,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attnlab.errors import ConfigError, DataError
+from attnlab.errors import DataError
 
-__all__ = ["Dataset", "Split", "sha256_file"]
+__all__ = ["Dataset", "Split", "encode_labels", "resolve_path", "sha256_file", "sorted_classes"]
 
 
 @dataclass
@@ -55,6 +51,16 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def rationale_matrix(self, length: int) -> np.ndarray:
+        """Rationale masks as an int8 (N, length) array (cut or zero-padded to ``length``)."""
+        if self.rationale is None:
+            raise ValueError("this split has no rationale (only synthetic data does)")
+        out = np.zeros((len(self), length), dtype=np.int8)
+        for i, r in enumerate(self.rationale):
+            r = np.asarray(r[:length], dtype=np.int8)
+            out[i, : len(r)] = r
+        return out
+
     def take(self, idx: Sequence[int] | np.ndarray) -> Split:
         """A new split holding the records at positions ``idx`` (in that order)."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -82,6 +88,11 @@ class Dataset:
     @property
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    def sizes(self) -> dict[str, int]:
+        """``n_train``, ``n_val``, ``n_test`` and ``n_classes`` as loaded."""
+        return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test),
+                "n_classes": len(self.classes)}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -130,104 +141,16 @@ def encode_labels(labels: Sequence[str], classes: Sequence[str], *, where: str) 
     return np.fromiter((index[lab] for lab in labels), dtype=np.int64, count=len(labels))
 
 
-# --------------------------------------------------------------------------- config
+# --------------------------------------------------------------------------- paths
 
-def cfg_get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """``cfg[key]``, or ``default`` when the key is absent, ``None`` or ``???``."""
-    value = cfg.get(key)
-    return default if value is None else value
+def resolve_path(raw: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``raw`` as an absolute path: as given when absolute, else against ``base_dir`` (or the
+    current working directory, read at call time, so resolve before anything changes it).
 
-
-def cfg_str(cfg: Mapping[str, Any], key: str, default: str | None = None,
-            *, required_for: str | None = None) -> str | None:
-    value = cfg_get(cfg, key, default)
-    if value is None:
-        if required_for:
-            raise ConfigError(f"data.{key} is required for {required_for}")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"data.{key} must be a non-empty string, got {value!r}")
-    return value
-
-
-def cfg_int(cfg: Mapping[str, Any], key: str, default: int | None = None, *,
-            minimum: int | None = None, required_for: str | None = None) -> int | None:
-    """An int config value (bools rejected), checked against ``minimum``."""
-    value = cfg_get(cfg, key, default)
-    if value is None:
-        if required_for:
-            raise ConfigError(f"data.{key} is required for {required_for}")
-        return None
-    # bool is an int subclass; `true` for a count is a config mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"data.{key} must be an integer, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"data.{key} must be >= {minimum}, got {value}")
-    return value
-
-
-def cfg_fraction(cfg: Mapping[str, Any], key: str, default: float | None = None, *,
-                 required_for: str | None = None, allow_zero: bool = False) -> float | None:
-    """A float in (0, 1) (or [0, 1) with ``allow_zero``)."""
-    value = cfg_get(cfg, key, default)
-    if value is None:
-        if required_for:
-            raise ConfigError(f"data.{key} is required for {required_for}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"data.{key} must be a number in (0, 1), got {value!r}")
-    value = float(value)
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (low_ok and value < 1):
-        rng = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ConfigError(f"data.{key} must be in {rng}, got {value!r}")
-    return value
-
-
-def cfg_bool(cfg: Mapping[str, Any], key: str, default: bool = False) -> bool:
-    value = cfg_get(cfg, key, default)
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"data.{key} must be true or false, got {value!r}")
-    return bool(value)
-
-
-def resolve_path(cfg: Mapping[str, Any], key: str, *, required_for: str | None = None) -> Path | None:
-    """The absolute path in ``cfg[key]``.
-
-    Absolute paths are used as given; a relative one is resolved against
-    ``cfg["base_dir"]`` when set, else against the current working directory (read at
-    call time, so resolve before anything changes directory).
+    ``abspath``, not ``resolve()``: ``..`` is normalised without swapping a symlinked
+    ``shared/`` for its target, so the logged path is the one the user recognises.
     """
-    raw = cfg_str(cfg, key, required_for=required_for)
-    if raw is None:
-        return None
     path = Path(raw).expanduser()
     if not path.is_absolute():
-        base = cfg_str(cfg, "base_dir")
-        base_path = Path(base).expanduser() if base else Path.cwd()
-        path = base_path / path
-    # abspath, not resolve(): normalise ".." without swapping a symlinked shared/ for
-    # its target, so the logged path is the one the user recognises.
+        path = (Path(base_dir).expanduser() if base_dir else Path.cwd()) / path
     return Path(os.path.abspath(path))
-
-
-def req_int(cfg: Mapping[str, Any], key: str, *, required_for: str, minimum: int | None = None) -> int:
-    """A required int (ConfigError naming ``data.<key>`` when absent)."""
-    value = cfg_int(cfg, key, minimum=minimum, required_for=required_for)
-    assert value is not None
-    return value
-
-
-def req_fraction(cfg: Mapping[str, Any], key: str, *, required_for: str) -> float:
-    """A required fraction in (0, 1)."""
-    value = cfg_fraction(cfg, key, required_for=required_for)
-    assert value is not None
-    return value
-
-
-def req_path(cfg: Mapping[str, Any], key: str, *, required_for: str) -> Path:
-    """A required path, resolved as in :func:`resolve_path`."""
-    value = resolve_path(cfg, key, required_for=required_for)
-    assert value is not None
-    return value

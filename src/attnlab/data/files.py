@@ -28,7 +28,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,21 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attnlab.data.dataset import (
-    Dataset,
-    Split,
-    cfg_fraction,
-    cfg_int,
-    cfg_str,
-    encode_labels,
-    req_path,
-    resolve_path,
-    sorted_classes,
-)
+from attnlab import checks
+from attnlab.data.dataset import Dataset, Split, encode_labels, resolve_path, sorted_classes
 from attnlab.data.splits import stratified_split
 from attnlab.errors import ConfigError, DataError
 
-__all__ = ["FORMATS", "Table", "infer_format", "load_files", "read_table", "require_two_classes"]
+__all__ = ["FORMATS", "Table", "encode_table", "encode_training", "infer_format", "load_files", "read_table", "read_texts"]
 
 FORMATS = ("auto", "csv", "tsv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -84,14 +75,6 @@ class Table:
     def split(self, idx: np.ndarray, y: np.ndarray) -> Split:
         """The records at ``idx`` as a Split (``y`` are the encoded labels of all rows)."""
         return Split(texts=[self.texts[i] for i in idx], labels=y[idx], rows=idx)
-
-
-def cfg_format(cfg: Mapping[str, Any]) -> str:
-    fmt = cfg.get("format")
-    fmt = "auto" if fmt is None else fmt
-    if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
-        raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    return fmt.lower()
 
 
 def infer_format(path: Path, fmt: str = "auto", *, key: str = "data.path") -> str:
@@ -136,10 +119,6 @@ def _decode(raw: bytes, path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
-
-
 def _parse_delimited(text: str, path: Path, fmt: str) -> tuple[pd.DataFrame, list[int] | None]:
     # Trailing blank lines are an editor artefact, not records; interior blank lines are
     # kept (skip_blank_lines=False) so that they surface as empty rows instead of being
@@ -158,7 +137,7 @@ def _parse_delimited(text: str, path: Path, fmt: str) -> tuple[pd.DataFrame, lis
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} has no header row (the file holds only blank lines)") from None
     except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path} cannot be parsed as {fmt.upper()}: {_one_line(exc)}") from None
+        raise DataError(f"{path} cannot be parsed as {fmt.upper()}: {' '.join(str(exc).split())}") from None
     # Each record is one line exactly when the file has header + len(df) lines.
     n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     lines = list(range(2, len(df) + 2)) if n_lines == len(df) + 1 else None
@@ -291,14 +270,23 @@ def read_table(
     )
 
 
-def require_two_classes(table: Table) -> None:
-    """Training data must hold at least two classes (else nothing to classify)."""
+def encode_training(table: Table) -> tuple[list[str], np.ndarray]:
+    """The classes of training data (at least two, sorted) and its encoded labels."""
     classes = sorted_classes(table.labels)
     if len(classes) < 2:
         raise DataError(
             f"training data {table.path} has a single class {classes[0]!r} in column "
             f"{table.label_column!r}; a classifier needs at least 2"
         )
+    return classes, encode_table(table, classes)
+
+
+def check_fraction(key: str, value: float) -> float:
+    """``data.<key>`` in (0, 1), else ConfigError naming it."""
+    try:
+        return checks.fraction(key, value)
+    except checks.ArgumentError:
+        raise ConfigError(f"data.{key} must be in (0, 1), got {value!r}") from None
 
 
 def encode_table(table: Table, classes: Sequence[str]) -> np.ndarray:
@@ -319,79 +307,85 @@ def encode_table(table: Table, classes: Sequence[str]) -> np.ndarray:
                          where=f"{table.path} (column {table.label_column!r})")
 
 
-def read_columns(cfg: Mapping[str, Any]) -> tuple[str, str]:
-    text_column = cfg_str(cfg, "text_column", "text") or "text"
-    label_column = cfg_str(cfg, "label_column", "label") or "label"
+def load_files(*, seed: int, train_path: str, val_path: str | None, test_path: str | None,
+               format: str, text_column: str, label_column: str,  # noqa: A002 - the config key
+               val_fraction: float, test_fraction: float, split_seed: int, base_dir: str | None) -> Dataset:
+    """Your own CSV/TSV/JSONL files (``data=files``); relative paths resolve against ``base_dir``.
+
+    A missing test file is carved from the training file first (``test_fraction`` of its
+    rows, stratified, with ``split_seed``, not the run seed, so every run seed is scored on
+    the same test rows); a missing validation file is then carved from what remains
+    (``val_fraction`` of it, stratified, with the run ``seed``).
+    """
     if text_column == label_column:
         raise ConfigError(f"data.text_column and data.label_column are both {text_column!r}")
-    return text_column, label_column
-
-
-def load_files(cfg: Mapping[str, Any], seed: int) -> Dataset:
-    """``data.name=files``: user CSV/TSV/JSONL files.
-
-    Keys: ``train_path`` (required), ``val_path``, ``test_path``, ``format``,
-    ``text_column``, ``label_column``; ``test_fraction`` when there is no
-    ``test_path`` and ``val_fraction`` when there is no ``val_path``.
-
-    A missing test file is carved from the training file first (``test_fraction`` of
-    its rows, stratified, with ``split_seed`` (default 0), not the run seed, so every
-    run seed is scored on the same test rows); a missing validation file is then
-    carved from what remains (``val_fraction`` of it, stratified, with the run seed).
-    """
-    need = "data.name=files"
-    fmt = cfg_format(cfg)
-    text_column, label_column = read_columns(cfg)
-    train_path = req_path(cfg, "train_path", required_for=need)
-    val_path = resolve_path(cfg, "val_path")
-    test_path = resolve_path(cfg, "test_path")
-    # Check every fraction before reading any file: config errors first, cheaply.
-    val_fraction = None if val_path else cfg_fraction(
-        cfg, "val_fraction", required_for=f"{need} without data.val_path")
-    test_fraction = None if test_path else cfg_fraction(
-        cfg, "test_fraction", required_for=f"{need} without data.test_path")
-    split_seed = cfg_int(cfg, "split_seed", 0, minimum=0) or 0
-    cols = dict(text_column=text_column, label_column=label_column)
-
-    train_t = read_table(train_path, fmt=fmt, key="data.train_path", **cols)
-    require_two_classes(train_t)
-    classes = sorted_classes(train_t.labels)
-    y = encode_table(train_t, classes)
-    files = {"train": str(train_path)}
-    sha = {"train": train_t.sha256}
+    checks.one_of("format", format, FORMATS)
+    split_seed = checks.non_negative_int("split_seed", split_seed)
+    # Every fraction is checked before any file is read: config errors first, cheaply.
+    if val_path is None:
+        check_fraction("val_fraction", val_fraction)
+    if test_path is None:
+        check_fraction("test_fraction", test_fraction)
+    reader = _TableReader(format, text_column, label_column, base_dir)
+    train_t = reader.read(train_path, "train")
+    classes, y = encode_training(train_t)
     pool = np.arange(len(train_t))
-
     if test_path is not None:
-        test_t = read_table(test_path, fmt=fmt, key="data.test_path", **cols)
-        test = test_t.split(np.arange(len(test_t)), encode_table(test_t, classes))
-        files["test"], sha["test"] = str(test_path), test_t.sha256
+        test = reader.split_of(test_path, "test", classes)
     else:
-        assert test_fraction is not None
-        keep, held = stratified_split(y, test_fraction, split_seed, what=f"training data {train_path}",
+        keep, held = stratified_split(y, test_fraction, split_seed, what=f"training data {train_t.path}",
                                       class_names=classes, fraction_key="data.test_fraction")
         pool, test = keep, train_t.split(held, y)
-
     if val_path is not None:
-        val_t = read_table(val_path, fmt=fmt, key="data.val_path", **cols)
-        val = val_t.split(np.arange(len(val_t)), encode_table(val_t, classes))
-        files["val"], sha["val"] = str(val_path), val_t.sha256
+        val = reader.split_of(val_path, "val", classes)
     else:
-        assert val_fraction is not None
-        keep, held = stratified_split(y[pool], val_fraction, seed, what=f"training data {train_path}",
+        keep, held = stratified_split(y[pool], val_fraction, seed, what=f"training data {train_t.path}",
                                       class_names=classes, fraction_key="data.val_fraction")
-        val = train_t.split(pool[held], y)
-        pool = pool[keep]
+        pool, val = pool[keep], train_t.split(pool[held], y)
+    info = {"format": train_t.fmt, "split_seed": split_seed,
+            "val_source": "file" if val_path else "carved", "test_source": "file" if test_path else "carved",
+            **({"val_fraction": val_fraction} if val_path is None else {}),
+            **({"test_fraction": test_fraction} if test_path is None else {})}
+    return Dataset(name="files", classes=classes, train=train_t.split(pool, y), val=val, test=test,
+                   files=reader.files, sha256=reader.sha256, info=info)
 
-    train = train_t.split(pool, y)
-    info = {
-        "format": train_t.fmt,
-        "split_seed": split_seed,
-        "val_source": "file" if val_path else "carved",
-        "test_source": "file" if test_path else "carved",
-    }
-    if val_fraction is not None:
-        info["val_fraction"] = val_fraction
-    if test_fraction is not None:
-        info["test_fraction"] = test_fraction
-    return Dataset(name="files", classes=classes, train=train, val=val, test=test,
-                   files=files, sha256=sha, info=info)
+
+class _TableReader:
+    """Reads the files of one data set with shared options, remembering paths and hashes."""
+
+    def __init__(self, fmt: str, text_column: str, label_column: str, base_dir: str | None) -> None:
+        self.cols = dict(fmt=fmt, text_column=text_column, label_column=label_column)
+        self.base_dir = base_dir
+        self.files: dict[str, str] = {}
+        self.sha256: dict[str, str] = {}
+
+    def read(self, raw_path: str, part: str) -> Table:
+        table = read_table(resolve_path(raw_path, self.base_dir), key=f"data.{part}_path", **self.cols)
+        self.files[part], self.sha256[part] = str(table.path), table.sha256
+        return table
+
+    def split_of(self, raw_path: str, part: str, classes: Sequence[str]) -> Split:
+        table = self.read(raw_path, part)
+        return table.split(np.arange(len(table)), encode_table(table, classes))
+
+
+def read_texts(path: str | Path, column: str | None = None) -> list[str]:
+    """Texts to predict from a file: a table's ``column`` (default ``text``) for
+    .csv/.tsv/.tab/.jsonl/.json, else one text per non-blank line.
+
+    Raises:
+        DataError / ConfigError: unreadable file, missing column, ``column`` for a non-table.
+    """
+    path = Path(path)
+    text = _decode(_read_bytes(path, "--input"), path)
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        if column is not None:
+            raise ConfigError(f"--column {column}: {path} is not a table (.csv, .tsv/.tab, .jsonl/.json)")
+        return [ln for ln in text.splitlines() if ln.strip()]
+    df, _ = _parse_jsonl(text, path) if fmt == "jsonl" else _parse_delimited(text, path, fmt)
+    col = column or "text"
+    if col not in df.columns:
+        raise DataError(f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))}); "
+                        f"name the text column with --column")
+    return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[col].tolist()]

@@ -101,19 +101,22 @@ def kfold_indices(
     *,
     what: str = "data",
     class_names: Sequence[str] | None = None,
+    keys: tuple[str, str] = ("data.n_folds", "data.fold"),
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(train_idx, test_idx)`` of fold ``fold`` of a shuffled StratifiedKFold.
 
     The assignment depends only on ``labels``, ``n_folds`` and ``split_seed``, so every
     run seed sees the same folds and the ``n_folds`` test sets partition the rows.
+    ``keys`` name the config keys of ``n_folds`` and ``fold`` in messages.
     """
+    n_key, fold_key = keys
     y = _as_labels(labels)
     split_seed = _check_seed(split_seed, "data.split_seed")
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ConfigError(f"data.n_folds must be an integer >= 2, got {n_folds!r}")
+        raise ConfigError(f"{n_key} must be an integer >= 2, got {n_folds!r}")
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
         raise ConfigError(
-            f"data.fold must be an integer in 0..{n_folds - 1} (data.n_folds={n_folds}), got {fold!r}"
+            f"{fold_key} must be an integer in 0..{n_folds - 1} ({n_key}={n_folds}), got {fold!r}"
         )
     classes, counts = _counts(y)
     small = classes[counts < n_folds]
@@ -122,7 +125,7 @@ def kfold_indices(
                           zip(classes[counts < n_folds][:5], counts[counts < n_folds][:5]))
         raise DataError(
             f"{what}: {n_folds}-fold stratified cross-validation needs at least {n_folds} rows "
-            f"per class, but class(es) {names} have fewer; lower data.n_folds"
+            f"per class, but class(es) {names} have fewer; lower {n_key}"
         )
     skf = StratifiedKFold(n_splits=int(n_folds), shuffle=True, random_state=split_seed)
     for k, (train_idx, test_idx) in enumerate(skf.split(np.zeros(len(y)), y)):

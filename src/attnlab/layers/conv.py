@@ -9,7 +9,8 @@ that convolution without the pooling, so attention and any attnlab pooling can f
 import keras
 from keras import ops
 
-from attnlab.layers.attention import check_positive_int, check_sequence_shape
+from attnlab.checks import check_multi_width_conv1d
+from attnlab.layers.base import check_sequence_shape
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
@@ -36,16 +37,8 @@ class MultiWidthConv1D(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_sizes=(3, 4, 5), activation="relu", **kwargs):
+        check_multi_width_conv1d(filters=filters, kernel_sizes=kernel_sizes, activation=activation, **kwargs)
         super().__init__(**kwargs)
-        check_positive_int("filters", filters)
-        kernel_sizes = tuple(kernel_sizes) if isinstance(kernel_sizes, (list, tuple)) else kernel_sizes
-        if not isinstance(kernel_sizes, tuple) or not kernel_sizes:
-            raise ValueError(
-                "Invalid value for argument `kernel_sizes`. Expected a non-empty list of "
-                f"positive integers. Received: kernel_sizes={kernel_sizes!r}"
-            )
-        for k in kernel_sizes:
-            check_positive_int("kernel_sizes[i]", k)
         self.filters = int(filters)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         self.activation = keras.activations.get(activation)

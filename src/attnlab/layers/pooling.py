@@ -3,29 +3,14 @@
 Every pooling treats positions where the Keras mask is `False` as padding
 and, when called without a mask, treats all positions as real. A row with no
 real token pools to zeros (never NaN). To add a pooling, write one
-`_MaskedPooling` subclass and add one entry to `POOLINGS`.
+`_MaskedPooling` subclass and one YAML in `conf/model/pooling/` naming it by `_target_`.
 """
-
-import numbers
 
 import keras
 from keras import ops
 
-
-def _check_optional_positive_int(name, value):
-    if value is None:
-        return None
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a positive integer "
-            f"or None. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _large_negative(dtype):
-    # 65504 is the float16 maximum; -1e9 would overflow to -inf there.
-    return -65504.0 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
+from attnlab.checks import check_attention_pooling, check_flatten_pooling
+from attnlab.layers.base import large_negative
 
 
 class _MaskedPooling(keras.layers.Layer):
@@ -182,8 +167,9 @@ class AttentionPooling(_MaskedPooling):
     """
 
     def __init__(self, units=None, **kwargs):
+        check_attention_pooling(units=units, **kwargs)
         super().__init__(**kwargs)
-        self.units = _check_optional_positive_int("units", units)
+        self.units = None if units is None else int(units)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -206,7 +192,7 @@ class AttentionPooling(_MaskedPooling):
         real = self._real(inputs, mask)  # (batch, T)
         hidden = ops.tanh(ops.matmul(inputs, self.kernel) + self.bias)  # (b, T, h)
         scores = ops.matmul(hidden, self.query)  # (batch, T)
-        scores = ops.where(real, scores, _large_negative(scores.dtype))
+        scores = ops.where(real, scores, large_negative(scores.dtype))
         weights = ops.softmax(scores, axis=-1)  # (batch, T)
         # Exact zeros at padding; all-padding rows become all-zero, not uniform.
         weights = weights * ops.cast(real, weights.dtype)
@@ -253,8 +239,9 @@ class FlattenPooling(_MaskedPooling):
     """
 
     def __init__(self, max_len=None, **kwargs):
+        check_flatten_pooling(max_len=max_len, **kwargs)
         super().__init__(**kwargs)
-        self.max_len = _check_optional_positive_int("max_len", max_len)
+        self.max_len = None if max_len is None else int(max_len)
 
     def _length(self, input_shape):
         length = input_shape[1]
@@ -292,37 +279,3 @@ class FlattenPooling(_MaskedPooling):
 
     def get_config(self):
         return {**super().get_config(), "max_len": self.max_len}
-
-
-POOLINGS = {
-    "mean": MeanPooling,
-    "max": MaxPooling,
-    "first": FirstPooling,
-    "last": LastPooling,
-    "attention": AttentionPooling,
-    "flatten": FlattenPooling,
-}
-
-
-def build_pooling(name: str, **kwargs) -> keras.layers.Layer:
-    """Instantiate a pooling layer by registry name.
-
-    Args:
-        name: One of the keys of `POOLINGS` (the pooling kind, not the layer
-            name; Keras assigns the layer name, e.g. `mean_pooling`).
-        **kwargs: Passed to the pooling's constructor (e.g. `units` for
-            `"attention"`, `max_len` for `"flatten"`).
-
-    Returns:
-        A new `keras.layers.Layer`.
-
-    Raises:
-        ValueError: If `name` is not a registered pooling.
-    """
-    try:
-        cls = POOLINGS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown pooling {name!r}. Expected one of {sorted(POOLINGS)}."
-        ) from None
-    return cls(**kwargs)

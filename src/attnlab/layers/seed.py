@@ -3,14 +3,15 @@
 import keras
 from keras import ops
 
-from attnlab.layers.attention import _SequenceAttentionShapes, check_positive_int, check_sequence_shape
+from attnlab.checks import check_seed_self_attention
+from attnlab.layers.base import SequenceAttention, attention_returns
 
 # The original divides by sqrt(64) whatever the projection size is.
 SEED_SCALE = 64**0.5
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
-class SeedSelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
+class SeedSelfAttention(SequenceAttention):
     """Single-head self-attention with the seed layer's exact math.
 
     Reproduces the original Keras-2 layer (without its debug prints):
@@ -39,42 +40,49 @@ class SeedSelfAttention(_SequenceAttentionShapes, keras.layers.Layer):
         training: Unused; accepted for signature compatibility.
         return_attention_scores: Boolean, whether to also return the
             attention weights.
+        return_max_logits: Boolean, whether to also return each query row's
+            largest logit.
 
     Returns:
-        Outputs of shape `(batch_size, T, units)`, or, with
-        `return_attention_scores=True`, a tuple `(outputs, weights)` with
-        `weights` of shape `(batch_size, 1, T, T)` (one head, so callers can
-        treat it like a 1-head `SelfAttention`).
+        Outputs of shape `(batch_size, T, units)`; with either flag, the
+        tuple `(outputs, [weights], [max_logits])` of what was asked for
+        (the contract of `attnlab.layers.base`), as a 1-head layer:
+        `weights` `(batch_size, 1, T, T)`, `max_logits` `(batch_size, 1, T)`,
+        the largest of `WQ WK^T / 8` over all keys (padding included: the
+        seed layer attends to it).
     """
 
     def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        check_positive_int("units", units)
+        check_seed_self_attention(units=units, **kwargs)
+        super().__init__(**kwargs)  # supports_masking: ignored here, but poolings after need it
         self.units = int(units)
         self.heads = 1  # one head: weights are (batch, 1, T, T), like SelfAttention's
-        # Without this Keras would drop the mask; the seed layer ignores it
-        # but poolings after it need it.
-        self.supports_masking = True
 
     def build(self, input_shape):
-        check_sequence_shape(self, input_shape)
+        super().build(input_shape)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(3, input_shape[-1], self.units),
             initializer=keras.initializers.RandomUniform(-0.05, 0.05),
         )
 
-    def call(self, inputs, mask=None, training=None, return_attention_scores=False):
+    def effective_scale(self):
+        """`1 / 8` (`1 / 64 ** 0.5`), whatever `units` is."""
+        return 1.0 / SEED_SCALE
+
+    def call(self, inputs, mask=None, training=None, return_attention_scores=False, return_max_logits=False):
         wq = ops.matmul(inputs, self.kernel[0])  # (batch, T, units)
         wk = ops.matmul(inputs, self.kernel[1])  # (batch, T, units)
         wv = ops.matmul(inputs, self.kernel[2])  # (batch, T, units)
         scores = ops.matmul(wq, ops.transpose(wk, (0, 2, 1)))  # (batch, T, T)
         scores = ops.divide(scores, SEED_SCALE)
         weights = ops.softmax(scores, axis=-1)  # (batch, T, T)
-        outputs = ops.matmul(weights, wv)  # (batch, T, units)
-        if return_attention_scores:
-            return outputs, ops.expand_dims(weights, 1)  # (batch, 1, T, T)
-        return outputs
+        outputs = ops.matmul(self._applied(weights, mask), wv)  # (batch, T, units)
+        return attention_returns(
+            outputs, return_attention_scores, return_max_logits,
+            weights=lambda: ops.expand_dims(weights, 1),  # (batch, 1, T, T)
+            max_logits=lambda: ops.expand_dims(ops.max(scores, axis=-1), 1),  # (batch, 1, T)
+        )
 
     def get_config(self):
         base_config = super().get_config()

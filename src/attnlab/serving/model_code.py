@@ -3,6 +3,6 @@ model never unpickles anything; it imports the installed attnlab."""
 
 import mlflow.models
 
-from attnlab.pyfunc import AttnlabPyfunc
+from attnlab.serving.pyfunc import AttnlabPyfunc
 
 mlflow.models.set_model(AttnlabPyfunc())

@@ -1,0 +1,79 @@
+"""Retry a storage call (Optuna RDB, MLflow's database store) through a transient outage.
+
+A database restart, a failover or a dropped connection makes the next call fail with e.g.
+``the database system is shutting down`` or ``server closed the connection unexpectedly``; the
+one after a reconnect usually succeeds. :func:`call` retries such failures with exponential
+backoff (0.5 s doubling to 8 s) for a bounded time (``ATTNLAB_STORAGE_RETRY_S``, default 120 s),
+then raises one :class:`attnlab.errors.AttnlabError` line. Any other error passes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, TypeVar
+
+from attnlab.errors import AttnlabError, first_line
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUDGET_ENV = "ATTNLAB_STORAGE_RETRY_S"
+DEFAULT_BUDGET_S = 120.0
+_FIRST_WAIT_S, _MAX_WAIT_S = 0.5, 8.0
+
+# Seen in the messages of psycopg, SQLAlchemy, Optuna and MLflow (which wrap each other).
+_TRANSIENT = (
+    "shutting down", "starting up", "in recovery mode", "connection refused", "server closed the connection",
+    "terminating connection", "connection failed", "could not connect", "connection is closed",
+    "connection already closed", "closed the connection", "ssl syscall", "consuming input failed",
+    "connection reset", "broken pipe", "database is locked", "connection timed out", "the connection is lost",
+    "cannot connect", "no connection to the server", "connection was closed",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it wraps) says the database was briefly unreachable."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = f"{type(cur).__name__}: {getattr(cur, 'message', '')} {cur}".lower()
+        if any(k in text for k in _TRANSIENT):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def budget_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S)))
+    except ValueError:
+        return DEFAULT_BUDGET_S
+
+
+def call(fn: Callable[..., T], *args: Any, what: str | None = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, retried while it fails transiently, for at most :func:`budget_s`.
+
+    Raises:
+        AttnlabError: still failing transiently when the time is up (one line, naming ``what``).
+        Exception: any non-transient error of ``fn``, unchanged.
+    """
+    deadline = time.monotonic() + budget_s()
+    wait, attempt = _FIRST_WAIT_S, 0
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - sorted below
+            attempt += 1
+            name = what or getattr(fn, "__qualname__", repr(fn))
+            if not is_transient(e):
+                raise
+            if time.monotonic() + wait > deadline:
+                raise AttnlabError(f"storage unavailable: {name} still failed after {attempt} attempt(s) in "
+                                   f"{budget_s():g} s ({first_line(e, 200)}; {BUDGET_ENV} sets the time)") from e
+            log.warning("storage call %s failed (%s); retry %d in %.1f s", name, first_line(e, 120), attempt, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, _MAX_WAIT_S)
