@@ -129,6 +129,9 @@ def test_a_lost_job_is_failed_by_its_heartbeat_and_retried(tmp_path):
     assert retry.state == TrialState.COMPLETE and retry.params == trials[1].params
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 3
     assert [n for n, _ in impl.runs.failed] == [1] and "no heartbeat" in impl.runs.failed[0][1]
+    # The lost trial says why; its retry does not inherit that.
+    assert trials[1].user_attrs["attnlab.fail_reason"].startswith("job lost (RuntimeError: job died")
+    assert "attnlab.fail_reason" not in retry.user_attrs
 
 
 def test_a_worker_stops_after_consecutive_failures_and_fails_nothing_in_flight(tmp_path):
@@ -145,6 +148,7 @@ def test_a_worker_stops_after_consecutive_failures_and_fails_nothing_in_flight(t
         impl._run(study, s, parent_id="p")
     states = [t.state for t in study.trials]
     assert TrialState.RUNNING not in states and states.count(TrialState.FAIL) >= 3
+    assert {t.user_attrs["attnlab.fail_reason"] for t in study.trials} == {"job failed: returned 'x'"}
 
 
 def test_the_job_is_told_its_trial_and_a_users_storage_url_stays_out_of_the_log_line(tmp_path):

@@ -27,6 +27,7 @@ REPLICATE_VALUES_ATTR = "attnlab.replicate_values"  # trial user attr: each fini
 REPLICATE_RUNS_ATTR = "attnlab.replicate_run_ids"  # trial user attr: each finished replicate's MLflow run
 REPLICATE_TAG = "attnlab.replicate"  # run tag: "<i>/<n>" (the i-th of n replicates of its trial)
 SURPLUS_ATTR = "attnlab.surplus"  # a trial another worker's race made one too many (told FAIL, never run)
+FAIL_REASON_ATTR = "attnlab.fail_reason"  # trial user attr: why the sweeper failed it (or left it to the heartbeat)
 # Where runs open when the tracking URI is a database or a folder (`mlflow ui`, `make ui`).
 DEFAULT_UI = "http://127.0.0.1:5000"
 

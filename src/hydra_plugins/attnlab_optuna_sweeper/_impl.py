@@ -33,7 +33,7 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from attnlab.errors import AttnlabError, ConfigError
+from attnlab.errors import AttnlabError, ConfigError, first_line
 from attnlab.tracking import retry  # storage calls survive a database restart (issue 18)
 
 from . import search_space as ss
@@ -121,6 +121,26 @@ def _suggest(trial, name: str, dist: Any) -> Any:
     return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
+def _fail(study, trial, reason: str) -> None:
+    """Tell FAIL, first writing why on the trial (the dashboard and ``attnlab report`` show it)."""
+    from optuna.trial import TrialState
+
+    _note_failure(trial, reason)
+    _tell(study, trial, state=TrialState.FAIL)
+
+
+def _note_failure(trial, reason: str) -> None:
+    """Write why the trial failed, best effort: a trial another worker already closed keeps its own."""
+    import optuna
+
+    from attnlab.tracking.sweeps import FAIL_REASON_ATTR
+
+    try:
+        retry.call(trial.set_user_attr, FAIL_REASON_ATTR, reason[:500])
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
 def _tell(study, trial, **kwargs: Any) -> None:
     import optuna
 
@@ -194,7 +214,7 @@ class SweeperImpl:
         import optuna
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        from attnlab.tracking.sweeps import hide_password
+        from attnlab.tracking.sweeps import FAIL_REASON_ATTR, hide_password
         from attnlab.trial import rdb_storage
 
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -207,6 +227,7 @@ class SweeperImpl:
             if self.runs is not None:
                 self.runs.fail_run(trial, f"worker or job stopped (no heartbeat for {self.cfg['grace_period']} s); "
                                           f"trial retried")
+            trial.user_attrs.pop(FAIL_REASON_ATTR, None)  # the retry starts clean (it copies user attrs)
             retry(study, trial)
 
         for attempt in range(4):
@@ -281,8 +302,6 @@ class SweeperImpl:
     # ------------------------------------------------------------------ the loop
     def _run(self, study, s: Settings, parent_id: str) -> None:
         """Keep up to n_jobs trials in flight until the study holds n_trials finished ones."""
-        from optuna.trial import TrialState
-
         slots = _Slots(s.n_jobs)
         beats = _Heartbeats(study._storage, float(self.cfg["heartbeat_interval"]))
         held: dict[int, tuple[Any, dict[str, Any]]] = {}
@@ -305,9 +324,9 @@ class SweeperImpl:
                         held[got[0].number] = got
                         beats.add(got[0]._trial_id)
                         slots.start(got[0].number, functools.partial(self._launch, *got, s, parent_id))
-        except BaseException:
+        except BaseException as e:
             for trial, _ in held.values():
-                _tell(study, trial, state=TrialState.FAIL)
+                _fail(study, trial, f"its worker stopped ({type(e).__name__}: {first_line(e)})")
             raise
         finally:
             beats.stop()
@@ -328,8 +347,6 @@ class SweeperImpl:
 
     def _next_trial(self, study, s: Settings) -> Optional[tuple[Any, dict[str, Any]]]:
         """Ask for a trial (a retry waiting in the queue first) and sample its parameters."""
-        from optuna.trial import TrialState
-
         study.sampler = ss.make_sampler(s.sampler, s.dists, len(retry.call(study.get_trials, deepcopy=False)))
         trial = retry.call(study.ask)
         if self._surplus(study, trial, s.n_trials):
@@ -340,7 +357,7 @@ class SweeperImpl:
         try:
             return trial, {k: retry.call(_suggest, trial, k, d) for k, d in s.dists.items()}
         except ValueError as e:  # e.g. a categorical's choices changed since the study began
-            _tell(study, trial, state=TrialState.FAIL)
+            _fail(study, trial, f"cannot sample its parameters: {first_line(e)}")
             raise ConfigError(f"hydra.sweeper.params: {str(e).splitlines()[0]} (study {s.study_name!r} was sampled "
                               f"with another search space; pick a new hydra.sweeper.study_name)") from e
 
@@ -359,7 +376,7 @@ class SweeperImpl:
         if trial.number not in counted or counted.index(trial.number) < n:
             return False
         retry.call(trial.set_user_attr, SURPLUS_ATTR, True)
-        _tell(study, trial, state=TrialState.FAIL)
+        _fail(study, trial, f"surplus: {n} lower-numbered trials already count toward n_trials; not run")
         log.info("trial %d: another worker filled the study to %d trials first; not run", trial.number, n)
         return True
 
@@ -384,8 +401,10 @@ class SweeperImpl:
         from optuna.trial import TrialState
 
         if err is not None:  # the job died or was never run: no heartbeat now, so it is retried
-            log.error("trial %d: job lost (%s: %s); FAIL and retried after %s s without heartbeat", trial.number,
-                      type(err).__name__, str(err).strip().splitlines()[0] if str(err).strip() else "", self.cfg["grace_period"])
+            why = f"job lost ({type(err).__name__}: {first_line(err)})"
+            log.error("trial %d: %s; FAIL and retried after %s s without heartbeat", trial.number, why,
+                      self.cfg["grace_period"])
+            _note_failure(trial, f"{why}; failed by its stale heartbeat and retried")
             return False
         value = ret._return_value
         if ret.status == JobStatus.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value):
@@ -397,7 +416,7 @@ class SweeperImpl:
         else:
             what = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"returned {value!r}"
             log.error("trial %d FAIL: %s %s", trial.number, what, params)
-            _tell(study, trial, state=TrialState.FAIL)
+            _fail(study, trial, f"job failed: {what}")
             return False
         retry.call(self.runs.update_parent, study, parent_id)
         return True
