@@ -327,6 +327,18 @@ def test_predict_warns_about_empty_and_truncated_inputs():
 # --------------------------------------------------------------------- 9. storage retry
 
 
+def _tiny_dataset():
+    import numpy as np
+
+    from attnlab.data.dataset import Dataset, Split
+
+    def split(texts):
+        return Split(texts=texts, labels=np.arange(len(texts)) % 2)
+
+    return Dataset(name="tiny", classes=["neg", "pos"], train=split(["a b", "b c", "c d"]), val=split(["a c", "b d"]),
+                   test=split(["d a", "c b"]))
+
+
 def test_retry_outlasts_a_transient_outage_and_then_gives_one_line(monkeypatch):
     from attnlab.errors import AttnlabError
     from attnlab.tracking import retry
@@ -351,6 +363,38 @@ def test_retry_outlasts_a_transient_outage_and_then_gives_one_line(monkeypatch):
     with pytest.raises(AttnlabError, match=r"storage unavailable: down still failed after \d+ attempt\(s\) in 0.2 s"):
         retry.call(lambda: (_ for _ in ()).throw(OSError("FATAL: the database system is shutting down")), what="down")
     assert time.perf_counter() - t < 2
+
+
+def test_a_dataset_two_jobs_log_at_once_is_logged_by_the_loser_too(tmp_path, monkeypatch):
+    """Jobs of a sweep log the same dataset at once; MLflow inserts it when its query found none,
+    so the slower one hits the unique key (seen on PostgreSQL: 'duplicate key value violates unique
+    constraint "dataset_pk"'). Its second try finds the row and links it to its run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from attnlab import datasets
+
+    real, calls = mlflow.log_input, []
+
+    def racing(ds, context=None, **kw):
+        calls.append(ds.name)
+        if len(calls) == 1:
+            raise MlflowException('(psycopg.errors.UniqueViolation) duplicate key value violates unique '
+                                  'constraint "dataset_pk"')
+        return real(ds, context=context, **kw)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = mlflow.create_experiment("race", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        digests = datasets.log_inputs(_tiny_dataset(), seed=0)
+    logged = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert calls[0] == calls[1] and len(calls) == 4  # the first split tried twice, then the other two
+    assert sorted(d.dataset.digest for d in logged) == sorted(digests.values())
+    with pytest.raises(MlflowException, match="no such table"):  # any other error passes at once
+        monkeypatch.setattr(mlflow, "log_input", lambda *a, **k: (_ for _ in ()).throw(MlflowException("no such table")))
+        with mlflow.start_run(experiment_id=exp_id):
+            datasets.log_inputs(_tiny_dataset(), seed=0)
 
 
 @pytest.mark.parametrize("outcome", ["FINISHED", "FAILED"])

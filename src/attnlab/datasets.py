@@ -81,7 +81,7 @@ def log_inputs(dataset: Dataset, seed: int) -> dict[str, str]:
     import mlflow.data
     import pandas as pd
 
-    from attnlab.tracking import deferred_interrupts
+    from attnlab.tracking import deferred_interrupts, retry
 
     out = {}
     for name, split in dataset.splits.items():
@@ -90,8 +90,8 @@ def log_inputs(dataset: Dataset, seed: int) -> dict[str, str]:
         out[CONTEXTS[name]] = digest(split, dataset.classes)
         ds = mlflow.data.from_pandas(frame, source=source, targets="label", name=f"{dataset.name}.{name}",
                                      digest=out[CONTEXTS[name]])
-        with deferred_interrupts():
-            mlflow.log_input(ds, context=CONTEXTS[name])
+        with deferred_interrupts():  # jobs of a sweep log the same dataset at once: a lost race is tried again
+            retry.call_racing(mlflow.log_input, ds, context=CONTEXTS[name], what=f"logging dataset {ds.name}")
     return out
 
 

@@ -47,6 +47,43 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+# Two processes inserting the same row at once (tables on a fresh database, an MLflow dataset
+# two runs log together): the loser's second try finds the row.
+_RACE = ("uniqueviolation", "duplicate key", "already exists", "integrityerror", "unique constraint")
+
+
+def is_creation_race(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it wraps) says another process created the same row first."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = f"{type(cur).__name__}: {getattr(cur, 'message', '')} {cur}".lower()
+        if any(k in text for k in _RACE):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def call_racing(fn: Callable[..., T], *args: Any, attempts: int = 3, what: str | None = None, **kwargs: Any) -> T:
+    """:func:`call`, tried again (up to ``attempts`` times) when it lost a creation race.
+
+    For writes that create a row other processes may create at the same moment, and that find
+    the row and go on when it exists (e.g. ``mlflow.log_input``: runs of a sweep log the same
+    dataset; MLflow inserts it if its query found none, so two jobs at once collide).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call(fn, *args, what=what, **kwargs)
+        except Exception as e:  # noqa: BLE001 - only a lost race is tried again
+            if attempt == attempts or not is_creation_race(e):
+                raise
+            log.info("%s lost a race to create a row (%s); trying again", what or getattr(fn, "__qualname__", fn),
+                     first_line(e, 120))
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 def budget_s() -> float:
     try:
         return max(0.0, float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S)))

@@ -156,11 +156,6 @@ def _tell(study, trial, **kwargs: Any) -> None:
             raise
 
 
-def _is_creation_race(e: BaseException) -> bool:
-    text = f"{type(e).__name__} {e}".lower()
-    return any(k in text for k in ("uniqueviolation", "duplicate key", "already exists", "integrityerror"))
-
-
 def _counts(study) -> tuple[int, int, int]:
     """(finished, active, waiting) trials: COMPLETE+PRUNED, RUNNING+WAITING, WAITING."""
     from optuna.trial import TrialState
@@ -220,7 +215,7 @@ class SweeperImpl:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         # We run the heartbeat ourselves (see _Heartbeats): Optuna's warning does not apply.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=int(self.cfg["max_retry"]))
+        requeue = RetryHeartbeatStaleTrialCallback(max_retry=int(self.cfg["max_retry"]))
 
         def on_stale(study, trial) -> None:
             # The dead worker or job could not close its MLflow run: do it for it, then queue the retry.
@@ -228,7 +223,7 @@ class SweeperImpl:
                 self.runs.fail_run(trial, f"worker or job stopped (no heartbeat for {self.cfg['grace_period']} s); "
                                           f"trial retried")
             trial.user_attrs.pop(FAIL_REASON_ATTR, None)  # the retry starts clean (it copies user attrs)
-            retry(study, trial)
+            requeue(study, trial)
 
         for attempt in range(4):
             try:
@@ -240,7 +235,7 @@ class SweeperImpl:
             except Exception as e:  # noqa: BLE001 - a bad URL, an unreachable server, a missing driver
                 # Workers started together on a fresh database race to create Optuna's tables
                 # (PostgreSQL: UniqueViolation on pg_type); the loser succeeds on a second try.
-                if attempt < 3 and _is_creation_race(e):
+                if attempt < 3 and retry.is_creation_race(e):
                     log.info("Optuna storage busy being created by another worker; retrying")
                     time.sleep(1.0 + attempt)
                     continue
