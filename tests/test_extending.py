@@ -57,6 +57,7 @@ def _user_project(tmp_path):
     return {"PYTHONPATH": str(tmp_path / "code")}, f"hydra.searchpath=[file://{tmp_path / 'myconf'}]"
 
 
+@pytest.mark.slow  # over 20 s (a training run and a fresh serving process): make test-long (CI runs it)
 def test_pooling_from_outside_the_package_trains_logs_and_serves(tmp_path):
     env, searchpath = _user_project(tmp_path)
     proc = run_cli(["train", searchpath, "model/pooling=mine", *TINY, "train.epochs=3"], cwd=tmp_path, env=env)
