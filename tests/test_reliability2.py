@@ -47,6 +47,17 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
 # ------------------------------------------------------------------- 1. non-finite = FAILED
 
 
+def test_two_hydra_modes_at_once_are_one_line(tmp_path, capsys, monkeypatch):
+    from conftest import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = cli_main(["train", "-m", "--cfg", "job"], capsys)
+    assert rc == 2 and err.splitlines() == [
+        "error: attnlab train: Only one of --run, --multirun, --cfg, --info and --shell_completion can be "
+        "specified. Received: -m --cfg job"], err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_infinite_learning_rate_is_refused_before_work(tmp_path, capsys):
     rc, _, err = _cli(["train", *fast("train.learning_rate=inf")], capsys)
     assert rc == 2 and "train.learning_rate=inf" in _one_error(err)

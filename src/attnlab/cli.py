@@ -133,6 +133,12 @@ def train_main(argv: list[str]) -> int:
     sys.argv = ["attnlab train", *argv]
     try:
         app()
+    except ValueError as e:  # Hydra's own check of its flags, before any config is read
+        if "can be specified" not in str(e):
+            raise
+        from attnlab.errors import ConfigError, first_line
+
+        raise ConfigError(f"attnlab train: {first_line(e)}. Received: {' '.join(argv)}") from e
     finally:
         sys.argv = old_argv
     return 0
