@@ -34,17 +34,22 @@ _TRANSIENT = (
 )
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` (or an exception it wraps) says the database was briefly unreachable."""
+def _chain_says(exc: BaseException, words: tuple[str, ...]) -> bool:
+    """True when ``exc`` or an exception it wraps names one of ``words`` (lower case)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         text = f"{type(cur).__name__}: {getattr(cur, 'message', '')} {cur}".lower()
-        if any(k in text for k in _TRANSIENT):
+        if any(k in text for k in words):
             return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it wraps) says the database was briefly unreachable."""
+    return _chain_says(exc, _TRANSIENT)
 
 
 # Two processes inserting the same row at once (tables on a fresh database, an MLflow dataset
@@ -54,15 +59,7 @@ _RACE = ("uniqueviolation", "duplicate key", "already exists", "integrityerror",
 
 def is_creation_race(exc: BaseException) -> bool:
     """True when ``exc`` (or an exception it wraps) says another process created the same row first."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        text = f"{type(cur).__name__}: {getattr(cur, 'message', '')} {cur}".lower()
-        if any(k in text for k in _RACE):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return _chain_says(exc, _RACE)
 
 
 def call_racing(fn: Callable[..., T], *args: Any, attempts: int = 3, what: str | None = None, **kwargs: Any) -> T:
