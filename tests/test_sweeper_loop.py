@@ -151,6 +151,29 @@ def test_a_worker_stops_after_consecutive_failures_and_fails_nothing_in_flight(t
     assert {t.user_attrs["attnlab.fail_reason"] for t in study.trials} == {"job failed: returned 'x'"}
 
 
+def test_ctrl_c_in_a_worker_fails_its_trial_in_flight_and_says_why(tmp_path):
+    """n_jobs=1: the job runs in the worker's thread, so Ctrl-C (or SIGTERM, which attnlab turns
+    into the same exception) reaches the loop; the trial in flight is FAIL at once, not left
+    RUNNING for a heartbeat check."""
+    from optuna.trial import TrialState
+
+    launcher = FakeLauncher(lambda n: 0.01)
+    inner = launcher.launch
+
+    def launch(job_overrides, initial_job_idx):
+        if initial_job_idx == 1:
+            raise KeyboardInterrupt
+        return inner(job_overrides, initial_job_idx)
+
+    launcher.launch = launch
+    impl, s, study = _impl(tmp_path, launcher, n_trials=3, n_jobs=1)
+    with pytest.raises(KeyboardInterrupt):
+        impl._run(study, s, parent_id="p")
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL}
+    assert study.trials[1].user_attrs["attnlab.fail_reason"] == "its worker stopped: interrupted (Ctrl-C or SIGTERM)"
+
+
 def test_the_job_is_told_its_trial_and_a_users_storage_url_stays_out_of_the_log_line(tmp_path):
     """The launcher logs each job's overrides: the trial node names the default storage itself,
     but a storage URL the user gave (maybe with a password) only as `${hydra:sweeper.storage}`,

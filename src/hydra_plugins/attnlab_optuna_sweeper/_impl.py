@@ -320,8 +320,10 @@ class SweeperImpl:
                         beats.add(got[0]._trial_id)
                         slots.start(got[0].number, functools.partial(self._launch, *got, s, parent_id))
         except BaseException as e:
+            why = "interrupted (Ctrl-C or SIGTERM)" if isinstance(e, KeyboardInterrupt) else \
+                f"{type(e).__name__}: {first_line(e)}"
             for trial, _ in held.values():
-                _fail(study, trial, f"its worker stopped ({type(e).__name__}: {first_line(e)})")
+                _fail(study, trial, f"its worker stopped: {why}")
             raise
         finally:
             beats.stop()
