@@ -27,5 +27,20 @@ for s in 0 1 2 3 4; do
   $ATTNLAB --quiet train $COMMON tracking.uri=sqlite:////work/runs/tune/mlflow.db tracking.experiment=tuned-trec-best $BEST seed=$s
   $ATTNLAB --quiet train $COMMON tracking.uri=sqlite:////work/runs/tune/mlflow.db tracking.experiment=tuned-trec-default seed=$s
 done
-python experiments/baselines/collect.py --tracking-uri sqlite:////work/runs/tune/mlflow.db \
-  --experiments tuned-trec-best tuned-trec-default
+python experiments/tuning_trec/paired.py sqlite:////work/runs/tune/mlflow.db tuned-trec-best tuned-trec-default
+
+# 4. The same preset over model=cnn (Kim's widths 3/4/5 x 100 before the attention; embedding 300 as
+#    tuning.md step 5 chose on validation), 10 trials, then its winner on seeds 0-4, and model=tfidf_lr
+#    on seeds 0-4 in the same store (the anchor, paired by seed).
+$ATTNLAB train -m hparams_search=trec model=cnn model.embedding_dim=300 paths.data_dir=/work/shared/data \
+  hydra.sweeper.n_trials=10 $STORES hydra.sweeper.study_name=trec-cnn-rep10 model.max_len=40 \
+  tracking.experiment=tune-trec-cnn tracking.n_attention_examples=0
+COMMON="paths.data_dir=/work/shared/data tracking.log_model=false tracking.system_metrics=false data=trec tracking.uri=sqlite:////work/runs/tune/mlflow.db"
+BEST="model=cnn model.max_len=40 model.embedding_dim=300 train.epochs=15 $(python experiments/tuning_trec/best.py sqlite:////work/runs/tune/optuna.db trec-cnn-rep10)"
+for s in 0 1 2 3 4; do
+  $ATTNLAB --quiet train $COMMON tracking.experiment=tuned-trec-tfidf model=tfidf_lr seed=$s
+  $ATTNLAB --quiet train $COMMON tracking.experiment=tuned-trec-cnn-best $BEST seed=$s
+done
+python experiments/tuning_trec/trials.py sqlite:////work/runs/tune/optuna.db trec-cnn-rep10
+python experiments/tuning_trec/paired.py sqlite:////work/runs/tune/mlflow.db tuned-trec-cnn-best tuned-trec-tfidf
+python experiments/tuning_trec/paired.py sqlite:////work/runs/tune/mlflow.db tuned-trec-best tuned-trec-tfidf
