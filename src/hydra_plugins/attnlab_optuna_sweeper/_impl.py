@@ -122,7 +122,7 @@ def _suggest(trial, name: str, dist: Any) -> Any:
 
 
 def _fail(study, trial, reason: str) -> None:
-    """Tell FAIL, first writing why on the trial (the dashboard and ``attnlab report`` show it)."""
+    """Tell FAIL, first writing why on the trial (optuna-dashboard shows it among the user attrs)."""
     from optuna.trial import TrialState
 
     _note_failure(trial, reason)
