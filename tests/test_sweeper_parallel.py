@@ -64,7 +64,8 @@ def _check_study(url: str, mlflow_uri: str, n: int, logs: list[Path] = ()):
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == n and len({t.number for t in study.trials}) == len(study.trials)
     assert all(t.state != TrialState.RUNNING for t in study.trials)
-    assert not _unexplained_failures(study.trials), (_unexplained_failures(study.trials), shown)
+    unexplained = _unexplained_failures(study.trials)
+    assert not unexplained, (unexplained, shown)
     client, parents, children = sweep_runs(mlflow_uri)
     assert len(parents) == 1
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
