@@ -155,6 +155,33 @@ def test_duplicates_keep_latest_and_reproductions_and_other_runs_are_left_out(st
     assert s.loc["arm=ref", "mean"] == pytest.approx(REF.mean())
 
 
+def test_runs_that_did_not_finish_are_named_in_the_report_not_dropped_silently(store, tmp_path, capsys):
+    from attnlab.errors import AttnlabError
+    from attnlab.report import collect_runs, main
+    from attnlab.tracking import ERROR_TAG, client as client_for
+
+    client, exp_id, _ = _log_runs(store)
+    tags = {"attnlab.ablation": ABL, "attnlab.data": "synthetic"}
+    # arm=same seed 8 failed and was never run again; arm=ref seed 0 failed once, then finished (above).
+    lost = client.create_run(exp_id, tags={**tags, "attnlab.variant": "arm=same", "attnlab.seed": "8",
+                                           ERROR_TAG: "FloatingPointError: loss is nan\ntraceback ..."})
+    client.set_terminated(lost.info.run_id, "FAILED")
+    rerun = client.create_run(exp_id, tags={**tags, "attnlab.variant": "arm=ref", "attnlab.seed": "0"})
+    client.set_terminated(rerun.info.run_id, "KILLED")
+    df = collect_runs(client_for(store), ABL)
+    assert len(df) == 24
+    assert df.attrs["unfinished"] == [f"arm=same seed 8 ended FAILED: FloatingPointError: loss is nan (run {lost.info.run_id})"]
+    assert main([ABL, "--tracking-uri", store, "--out", str(tmp_path / "out"), "--metric", "test_accuracy", "--no-log"]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "- note: left out, did not finish: arm=same seed 8 ended FAILED: FloatingPointError: loss is nan" in md
+    assert "arm=ref seed 0 ended" not in md
+    # An ablation whose every run failed says so instead of only "no FINISHED runs".
+    bad = client.create_run(exp_id, tags={"attnlab.ablation": "broken", "attnlab.variant": "arm=ref"})
+    client.set_terminated(bad.info.run_id, "FAILED")
+    with pytest.raises(AttnlabError, match=r"no FINISHED runs tagged attnlab.ablation='broken' .* \(1 FAILED\)"):
+        collect_runs(client_for(store), "broken")
+
+
 def test_user_errors_are_one_line(store, tmp_path, capsys):
     from attnlab import cli
 

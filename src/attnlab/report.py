@@ -253,7 +253,10 @@ def collect_runs(client, ablation: str, *, experiment: str | None = None, data: 
     """One row per FINISHED run of the ablation: ids, variant, seed, fold, data and metrics.
 
     Runs made by ``attnlab reproduce`` and report runs are excluded. When one
-    (data, variant, seed, fold) was run more than once, the latest run counts.
+    (data, variant, seed, fold) was run more than once, the latest run counts. The runs that
+    did not finish (FAILED, KILLED, RUNNING) and were not run again to the end are described
+    in ``df.attrs["unfinished"]``, one line each: the report names them instead of dropping
+    them silently.
 
     Raises:
         AttnlabError: no run matches, or the runs mix datasets and ``data`` is not given.
@@ -262,30 +265,16 @@ def collect_runs(client, ablation: str, *, experiment: str | None = None, data: 
     if not exps:
         raise AttnlabError(f"no MLflow experiments in {client.tracking_uri}")
     esc = ablation.replace("'", "\\'")
-    flt = f"tags.\"attnlab.ablation\" = '{esc}' and attributes.status = 'FINISHED'"
-    runs = _search_all(client, [e.experiment_id for e in exps], flt)
-    rows = []
-    for r in runs:
-        tags = r.data.tags
-        if REPRODUCES_TAG in tags or REPORT_TAG in tags:
-            continue
-        fold = tags.get("attnlab.fold")
-        rows.append({
-            "run_id": r.info.run_id,
-            "experiment_id": r.info.experiment_id,
-            "start_time": r.info.start_time or 0,
-            "data": tags.get("attnlab.data", ""),
-            "variant": tags.get("attnlab.variant", ""),
-            "seed": int(tags.get("attnlab.seed", -1)),
-            "fold": int(fold) if fold not in (None, "") else -1,
-            "reference": r.data.params.get("ablation.reference", ""),
-            **{f"metric.{k}": v for k, v in r.data.metrics.items()},
-            "non_finite": ",".join(k for k, v in r.data.metrics.items() if not math.isfinite(v)),
-        })
+    runs = [r for r in _search_all(client, [e.experiment_id for e in exps], f"tags.\"attnlab.ablation\" = '{esc}'")
+            if REPRODUCES_TAG not in r.data.tags and REPORT_TAG not in r.data.tags]
+    rows = [_row(r) for r in runs if r.info.status == "FINISHED"]
+    others = [_row(r) for r in runs if r.info.status != "FINISHED" and (data is None or _row(r)["data"] == data)]
     where = f"experiment {experiment!r}" if experiment else "any experiment"
     if not rows:
-        raise AttnlabError(f"no FINISHED runs tagged attnlab.ablation={ablation!r} in {where} of {client.tracking_uri}; "
-                           f"launch them with `attnlab train -m experiment={ablation} ...`")
+        ended = Counter(o["status"] for o in others)
+        besides = f" ({', '.join(f'{n} {s}' for s, n in sorted(ended.items()))})" if ended else ""
+        raise AttnlabError(f"no FINISHED runs tagged attnlab.ablation={ablation!r} in {where} of {client.tracking_uri}"
+                           f"{besides}; launch them with `attnlab train -m experiment={ablation} ...`")
     df = pd.DataFrame(rows)
     if data is not None:
         df = df[df["data"] == data]
@@ -299,7 +288,41 @@ def collect_runs(client, ablation: str, *, experiment: str | None = None, data: 
     df = df.sort_values("start_time").drop_duplicates(["data", "variant", "seed", "fold"], keep="last")
     df = df.reset_index(drop=True)
     df.attrs["n_duplicates"] = n_all - len(df)
+    df.attrs["unfinished"] = _unfinished(others, df)
     return df
+
+
+def _row(r) -> dict[str, Any]:
+    """A run as one row: ids, status, variant, seed, fold, data, error and metrics."""
+    tags = r.data.tags
+    fold = tags.get("attnlab.fold")
+    return {
+        "run_id": r.info.run_id,
+        "experiment_id": r.info.experiment_id,
+        "start_time": r.info.start_time or 0,
+        "status": r.info.status,
+        "data": tags.get("attnlab.data", ""),
+        "variant": tags.get("attnlab.variant", ""),
+        "seed": int(tags.get("attnlab.seed", -1)),
+        "fold": int(fold) if fold not in (None, "") else -1,
+        "reference": r.data.params.get("ablation.reference", ""),
+        "error": tags.get(tracking.ERROR_TAG, ""),
+        **{f"metric.{k}": v for k, v in r.data.metrics.items()},
+        "non_finite": ",".join(k for k, v in r.data.metrics.items() if not math.isfinite(v)),
+    }
+
+
+def _unfinished(others: list[dict[str, Any]], finished: pd.DataFrame) -> list[str]:
+    """One line per unfinished run whose (data, variant, seed, fold) has no FINISHED run, oldest first."""
+    done = set(zip(finished["data"], finished["variant"], finished["seed"], finished["fold"]))
+    lines = []
+    for o in sorted(others, key=lambda o: o["start_time"]):
+        if (o["data"], o["variant"], o["seed"], o["fold"]) in done:
+            continue
+        where = f"seed {o['seed']}" + (f" fold {o['fold']}" if o["fold"] >= 0 else "")
+        why = f": {o['error'].strip().splitlines()[0][:160]}" if o["error"].strip() else ""
+        lines.append(f"{o['variant'] or '(no variant)'} {where} ended {o['status']}{why} (run {o['run_id']})")
+    return lines
 
 
 # ----------------------------------------------------------------------------- the report
@@ -362,7 +385,7 @@ def build_report(df: pd.DataFrame, ablation: str, metrics: Sequence[str], refere
     variants = sorted(df["variant"].unique(), key=lambda v: tuple(sorted(parse_variant(v).items())))
     pairs = reference_pairs(variants, reference)
 
-    srows, crows, notes = [], [], []
+    srows, crows, notes = [], [], unfinished_notes(df.attrs.get("unfinished", []))
     for m in metrics:
         vals = _units(df, m, unit, notes)
         for v in variants:
@@ -390,6 +413,14 @@ def build_report(df: pd.DataFrame, ablation: str, metrics: Sequence[str], refere
                   metrics=list(metrics), summary=pd.DataFrame(srows),
                   comparisons=pd.DataFrame(crows, columns=comp_cols), n_runs=len(df),
                   experiment_ids=sorted(df["experiment_id"].unique()), notes=notes)
+
+
+def unfinished_notes(lines: Sequence[str], show: int = 5) -> list[str]:
+    """The report's notes on runs that did not finish: the first ``show``, then how many more."""
+    notes = [f"left out, did not finish: {line}" for line in lines[:show]]
+    if len(lines) > show:
+        notes.append(f"left out, did not finish: {len(lines) - show} more run(s) (search the store for them)")
+    return notes
 
 
 def _power_columns(diffs: np.ndarray, metric: str, alpha: float) -> dict[str, Any]:
