@@ -19,7 +19,7 @@ def _cell(v) -> str:
 def main(url: str, name: str) -> None:
     study = optuna.load_study(study_name=name, storage=url)
     names = list(study.best_trial.params)
-    print("| trial | state | val acc (mean ± std, seeds 0–2) | " + " | ".join(names) + " |")
+    print("| trial | state | val acc (mean ± std over replicates) | " + " | ".join(names) + " |")
     print("|---" * (3 + len(names)) + "|")
     for t in sorted(study.trials, key=lambda t: -(t.value or 0)):
         if t.state.name not in ("COMPLETE", "PRUNED"):
