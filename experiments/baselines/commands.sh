@@ -29,3 +29,12 @@ done
 
 # 4. the tables
 python experiments/baselines/collect.py --tracking-uri sqlite:////work/runs/base/mlflow.db
+
+# 5. Kim CNN-rand on MR folds 2-9 (2026-12-02, 05:31-06:04 UTC), from a clone of commit e88df7a at
+#    /tmp/exp_frozen, beside the MR sweep (experiments/tuning_mr/commands.sh), in its own store:
+export MLFLOW_TRACKING_URI=sqlite:////work/runs/kim_mr/mlflow.db PYTHONPATH=/tmp/exp_frozen/src TF_CPP_MIN_LOG_LEVEL=2
+COMMON="experiment=kim_cnn_rand paths.data_dir=/work/shared/data tracking.experiment=baselines-kim tracking.log_model=false tracking.n_attention_examples=2 tracking.probe_count=0 tracking.system_metrics=false train.threads=1"
+for f in 2 3 4 5 6 7 8 9; do
+  echo "== mr fold $f $(date -u +%T)"; /work/main/.venv/bin/attnlab --quiet train $COMMON data=mr data.fold=$f seed=0
+done
+python experiments/baselines/collect.py --tracking-uri sqlite:////work/runs/kim_mr/mlflow.db
