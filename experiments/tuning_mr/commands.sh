@@ -16,3 +16,25 @@ $ATTNLAB train -m hparams_search=mr paths.data_dir=/work/shared/data hydra.sweep
 
 # 2. The table of trials, from the study.
 python experiments/tuning_trec/trials.py sqlite:////work/runs/tune_mr/optuna.db mr-default-replicates
+
+# 3. Test once: the study's best trial (chosen on the inner-fold mean, validation only), the default and
+#    model=tfidf_lr on the 10 outer folds (seed 0), paired by fold (the default and tfidf_lr ran first, in the
+#    second stream once the Kim folds were done; the winner after the sweep).
+COMMON="paths.data_dir=/work/shared/data tracking.log_model=false tracking.system_metrics=false data=mr seed=0 tracking.uri=sqlite:////work/runs/tune_mr/mlflow.db"
+BEST="train.epochs=15 $(python experiments/tuning_trec/best.py sqlite:////work/runs/tune_mr/optuna.db mr-default-replicates)"
+for f in 0 1 2 3 4 5 6 7 8 9; do
+  $ATTNLAB --quiet train $COMMON tracking.experiment=tuned-mr-tfidf model=tfidf_lr data.fold=$f
+  $ATTNLAB --quiet train $COMMON tracking.experiment=tuned-mr-default data.fold=$f
+done
+for f in 0 1 2 3 4 5 6 7 8 9; do
+  $ATTNLAB --quiet train $COMMON tracking.experiment=tuned-mr-best $BEST data.fold=$f
+done
+python experiments/tuning_trec/paired.py sqlite:////work/runs/tune_mr/mlflow.db tuned-mr-best tuned-mr-default
+python experiments/tuning_trec/paired.py sqlite:////work/runs/tune_mr/mlflow.db tuned-mr-best tuned-mr-tfidf
+python experiments/baselines/collect.py --tracking-uri sqlite:////work/runs/tune_mr/mlflow.db --experiments tuned-mr-best tuned-mr-default
+
+# 4. The winner's settings on the default synthetic pointer task (the default's attention bar), seeds 0-2.
+T7="model.attention.units=64 model.attention.scale=sqrt_dk model.attention.mask=keys_and_queries model/pooling=attention train.learning_rate=0.0002671595523907358 model.attention.dropout=0.2 model.embedding_dropout=0.5"
+for s in 0 1 2; do
+  $ATTNLAB --quiet train tracking.uri=sqlite:////work/runs/cand/mlflow.db tracking.experiment=cand-pointer tracking.log_model=false $T7 seed=$s
+done
