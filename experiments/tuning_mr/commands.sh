@@ -38,3 +38,7 @@ T7="model.attention.units=64 model.attention.scale=sqrt_dk model.attention.mask=
 for s in 0 1 2; do
   $ATTNLAB --quiet train tracking.uri=sqlite:////work/runs/cand/mlflow.db tracking.experiment=cand-pointer tracking.log_model=false $T7 seed=$s
 done
+# ... and again with train.epochs=25 (early stopping as shipped):
+for s in 0 1 2; do
+  $ATTNLAB --quiet train tracking.uri=sqlite:////work/runs/cand/mlflow.db tracking.experiment=cand-pointer-25 tracking.log_model=false $T7 train.epochs=25 seed=$s
+done
