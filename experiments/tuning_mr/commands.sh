@@ -42,3 +42,13 @@ done
 for s in 0 1 2; do
   $ATTNLAB --quiet train tracking.uri=sqlite:////work/runs/cand/mlflow.db tracking.experiment=cand-pointer-25 tracking.log_model=false $T7 train.epochs=25 seed=$s
 done
+
+# 5. Which of trial 7's values costs the bar: the default plus one group at a time, seeds 0-2.
+declare -A G=(
+  [lr]="train.learning_rate=0.0002671595523907358"
+  [dropout]="model.attention.dropout=0.2 model.embedding_dropout=0.5"
+  [pool_mask]="model/pooling=attention model.attention.mask=keys_and_queries"
+)
+for g in lr dropout pool_mask; do for s in 0 1 2; do
+  $ATTNLAB --quiet train tracking.uri=sqlite:////work/runs/cand/mlflow.db tracking.experiment=cand-split-$g tracking.log_model=false ${G[$g]} seed=$s
+done; done
