@@ -38,3 +38,8 @@ for f in 2 3 4 5 6 7 8 9; do
   echo "== mr fold $f $(date -u +%T)"; /work/main/.venv/bin/attnlab --quiet train $COMMON data=mr data.fold=$f seed=0
 done
 python experiments/baselines/collect.py --tracking-uri sqlite:////work/runs/kim_mr/mlflow.db
+
+# 6. Kim CNN-rand on TREC seeds 3 and 4 (2026-12-02, 07:00-07:04 UTC), same clone and store as step 5:
+for s in 3 4; do
+  echo "== trec seed $s $(date -u +%T)"; /work/main/.venv/bin/attnlab --quiet train $COMMON data=trec model.max_len=40 seed=$s
+done
