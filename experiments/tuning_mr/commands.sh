@@ -52,3 +52,26 @@ declare -A G=(
 for g in lr dropout pool_mask; do for s in 0 1 2; do
   $ATTNLAB --quiet train tracking.uri=sqlite:////work/runs/cand/mlflow.db tracking.experiment=cand-split-$g tracking.log_model=false ${G[$g]} seed=$s
 done; done
+
+# 6. The default plus only the dropouts, or only the learning rate: TREC seeds 0-4 (with the default beside
+#    it, cand-default-trec), MR folds 0-9 (paired with tuned-mr-default); validation decides.
+COMMON="paths.data_dir=/work/shared/data tracking.log_model=false tracking.system_metrics=false seed=0 tracking.uri=sqlite:////work/runs/tune_mr/mlflow.db"
+DROP="model.attention.dropout=0.2 model.embedding_dropout=0.5"
+LR="train.learning_rate=0.0002671595523907358"
+for s in 0 1 2 3 4; do
+  $ATTNLAB --quiet train $COMMON data=trec model.max_len=40 tracking.experiment=cand-drop-trec $DROP seed=$s
+  $ATTNLAB --quiet train $COMMON data=trec model.max_len=40 tracking.experiment=cand-default-trec seed=$s
+done
+for f in 0 1 2 3 4 5 6 7 8 9; do
+  $ATTNLAB --quiet train $COMMON data=mr tracking.experiment=cand-drop-mr $DROP data.fold=$f
+done
+for s in 0 1 2 3 4; do
+  $ATTNLAB --quiet train $COMMON $LR data=trec model.max_len=40 tracking.experiment=cand-lr-trec seed=$s
+done
+for f in 0 1 2 3 4 5 6 7 8 9; do
+  $ATTNLAB --quiet train $COMMON $LR data=mr tracking.experiment=cand-lr-mr data.fold=$f
+done
+for x in drop lr; do
+  python experiments/tuning_trec/paired.py sqlite:////work/runs/tune_mr/mlflow.db cand-$x-trec cand-default-trec
+  python experiments/tuning_trec/paired.py sqlite:////work/runs/tune_mr/mlflow.db cand-$x-mr tuned-mr-default
+done
