@@ -44,3 +44,15 @@ done
 python experiments/tuning_trec/trials.py sqlite:////work/runs/tune/optuna.db trec-cnn-rep10
 python experiments/tuning_trec/paired.py sqlite:////work/runs/tune/mlflow.db tuned-trec-cnn-best tuned-trec-tfidf
 python experiments/tuning_trec/paired.py sqlite:////work/runs/tune/mlflow.db tuned-trec-best tuned-trec-tfidf
+
+# 5. The same preset over model=bilstm (2026-12-02, 07:32-07:58 UTC, from a clone of e88df7a; tuning.md step 10):
+#    8 trials asked, stopped with Ctrl-C during trial 7 (FAIL, reason recorded), then the winner on seeds 0-4.
+STORES="hydra.sweeper.storage=sqlite:////work/runs/tune_bilstm/optuna.db tracking.uri=sqlite:////work/runs/tune_bilstm/mlflow.db"
+$ATTNLAB train -m hparams_search=trec model=bilstm paths.data_dir=/work/shared/data hydra.sweeper.n_trials=8 $STORES \
+  hydra.sweeper.study_name=trec-bilstm-rep8 model.max_len=40 tracking.experiment=tune-trec-bilstm tracking.n_attention_examples=0
+COMMON="paths.data_dir=/work/shared/data tracking.log_model=false tracking.system_metrics=false data=trec model.max_len=40 model=bilstm tracking.uri=sqlite:////work/runs/tune_bilstm/mlflow.db"
+BEST="train.epochs=15 $(python experiments/tuning_trec/best.py sqlite:////work/runs/tune_bilstm/optuna.db trec-bilstm-rep8)"
+for s in 0 1 2 3 4; do
+  $ATTNLAB --quiet train $COMMON tracking.experiment=tuned-trec-bilstm-win $BEST seed=$s
+done
+python experiments/tuning_trec/trials.py sqlite:////work/runs/tune_bilstm/optuna.db trec-bilstm-rep8
