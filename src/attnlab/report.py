@@ -265,10 +265,10 @@ def collect_runs(client, ablation: str, *, experiment: str | None = None, data: 
     if not exps:
         raise AttnlabError(f"no MLflow experiments in {client.tracking_uri}")
     esc = ablation.replace("'", "\\'")
-    runs = [r for r in _search_all(client, [e.experiment_id for e in exps], f"tags.\"attnlab.ablation\" = '{esc}'")
-            if REPRODUCES_TAG not in r.data.tags and REPORT_TAG not in r.data.tags]
-    rows = [_row(r) for r in runs if r.info.status == "FINISHED"]
-    others = [_row(r) for r in runs if r.info.status != "FINISHED" and (data is None or _row(r)["data"] == data)]
+    every = [_row(r) for r in _search_all(client, [e.experiment_id for e in exps], f"tags.\"attnlab.ablation\" = '{esc}'")
+             if REPRODUCES_TAG not in r.data.tags and REPORT_TAG not in r.data.tags]
+    rows = [x for x in every if x["status"] == "FINISHED"]
+    others = [x for x in every if x["status"] != "FINISHED" and data in (None, x["data"])]
     where = f"experiment {experiment!r}" if experiment else "any experiment"
     if not rows:
         ended = Counter(o["status"] for o in others)
